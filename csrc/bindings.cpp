@@ -1,0 +1,100 @@
+// instructfast._core: the only file that sees Python. Converts arguments, allocates
+// the numpy outputs, then releases the GIL for the plain-C++ work.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "arrow_strings.hpp"
+#include "mtld.hpp"
+#include "textstats.hpp"
+#include "unicode.hpp"
+
+#ifndef INSTRUCTFAST_VERSION
+#define INSTRUCTFAST_VERSION "0+unknown"
+#endif
+
+namespace py = pybind11;
+using namespace instructfast;
+
+namespace {
+
+// Borrows the struct inside an Arrow PyCapsule (the caller keeps the capsule alive).
+template <typename T>
+const T* capsule_pointer(const py::object& obj, const char* name, const char* argument) {
+  if (!PyCapsule_IsValid(obj.ptr(), name)) {
+    throw std::invalid_argument(std::string("`") + argument + "` must be a PyCapsule named '" + name +
+                                "' as returned by __arrow_c_array__(), got " +
+                                std::string(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  return static_cast<const T*>(PyCapsule_GetPointer(obj.ptr(), name));
+}
+
+py::dict text_stats(const py::object& schema_capsule, const py::object& array_capsule, double threshold, int threads,
+                    bool with_mtld) {
+  check_threshold(threshold);
+  const auto* schema = capsule_pointer<ArrowSchema>(schema_capsule, "arrow_schema", "schema_capsule");
+  const auto* array = capsule_pointer<ArrowArray>(array_capsule, "arrow_array", "array_capsule");
+  const ArrowStringArray rows(schema, array);
+
+  const auto n = py::ssize_t(rows.size());
+  py::array_t<bool> valid(n);
+  py::array_t<int64_t> words(n), unique_words(n), chars(n), bytes(n);
+  py::array_t<double> ttr(n), mtld(n);
+  const TextStatsColumns out{valid.mutable_data(), words.mutable_data(), unique_words.mutable_data(),
+                             ttr.mutable_data(),   mtld.mutable_data(),  chars.mutable_data(),
+                             bytes.mutable_data()};
+  {
+    py::gil_scoped_release release;
+    compute_text_stats(rows, out, threshold, with_mtld, threads);
+  }
+  py::dict result;
+  result["valid"] = valid;
+  result["words"] = words;
+  result["unique_words"] = unique_words;
+  result["ttr"] = ttr;
+  result["mtld"] = mtld;
+  result["chars"] = chars;
+  result["bytes"] = bytes;
+  return result;
+}
+
+py::object mtld_one(std::string_view text, double threshold) {
+  check_threshold(threshold);
+  double value;
+  {
+    py::gil_scoped_release release;
+    value = instructfast::mtld(text, threshold);
+  }
+  if (std::isnan(value)) return py::none();
+  return py::float_(value);
+}
+
+bool isspace_cp(int64_t cp) {
+  if (cp < 0 || cp > int64_t(unicode::kMaxCodePoint)) {
+    throw std::invalid_argument("code point must be in [0, 0x10FFFF], got " + std::to_string(cp));
+  }
+  return unicode::is_space(char32_t(cp));
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "Native core of instructfast (text statistics, MTLD). Use instructfast.indicators instead.";
+  m.attr("__version__") = INSTRUCTFAST_VERSION;
+  m.attr("UNICODE_VERSION") = unicode::unicode_version();
+
+  m.def("text_stats", &text_stats, py::arg("schema_capsule"), py::arg("array_capsule"), py::kw_only(),
+        py::arg("threshold") = 0.72, py::arg("threads") = 0, py::arg("mtld") = true,
+        "Per-row word counts, TTR, MTLD and lengths of an Arrow string array given as PyCapsules.");
+  m.def("mtld", &mtld_one, py::arg("text"), py::arg("threshold") = 0.72,
+        "MTLD of one text exactly as lexicalrichness 0.5.1; None when it has no tokens.");
+  m.def("tokenize", &instructfast::tokenize, py::arg("text"), "lexicalrichness 0.5.1 tokens of one text.");
+  m.def(
+      "lower", [](std::string_view text) { return unicode::lower(text); }, py::arg("text"),
+      "Exactly str.lower().");
+  m.def("isspace", &isspace_cp, py::arg("cp"), "str.isspace() of the code point cp.");
+}

@@ -1,0 +1,156 @@
+"""Command line: ``instructfast score``, ``instructfast indicators``, ``instructfast rules``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from . import __version__
+from ._native import IMPL_REASON
+from .errors import InstructfastError, InstructfastWarning
+from .io import FORMATS
+
+
+def _parse_map(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        if "=" not in part:
+            msg = f"--columns expects KEY=COLUMN pairs separated by commas, got {part!r}"
+            raise SystemExit(msg)
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _parse_list(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .pipeline import score_file
+
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    bar = tqdm(unit=" rows", unit_scale=True, desc="scoring", disable=not show, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InstructfastWarning)
+        try:
+            res = score_file(
+                args.input,
+                args.output,
+                indicators=_parse_list(args.indicators),
+                rule=args.rule,
+                columns=_parse_map(args.columns),
+                input_format=args.input_format,
+                output_format=args.output_format,
+                models=_parse_map(args.models),
+                threads=args.threads,
+                batch_rows=args.batch_rows,
+                mtld_threshold=args.mtld_threshold,
+                device=args.device,
+                checkpoint_rows=args.checkpoint_rows,
+                restart=args.restart,
+                on_progress=bar.update,
+            )
+        finally:
+            bar.close()
+    dt = time.perf_counter() - t0
+    rep = res.report
+    print(f"scored {res.rows} rows in {dt:.2f} s ({(res.rows - res.resumed_rows) / max(dt, 1e-9):,.0f} rows/s)"
+          + (f", resumed after {res.resumed_rows} rows" if res.resumed_rows else ""))
+    print(f"input layout: {rep.layout}; text core: {rep.impl}")
+    if rep.kept_from_input:
+        print(f"kept from input (not recomputed): {', '.join(rep.kept_from_input)}")
+    if rep.unavailable:
+        print("not computed:")
+        for name, why in rep.unavailable.items():
+            print(f"  {name}: {why}")
+    print(res.summary.format(rep.nulls))
+    print(f"wrote {res.output}")
+    for w in caught:
+        if not issubclass(w.category, InstructfastWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return 0
+
+
+def _cmd_indicators(args: argparse.Namespace) -> int:
+    from .indicators import describe
+    from .indicators.base import ScoreOptions
+
+    print(f"text core: {IMPL_REASON}")
+    for info in describe(ScoreOptions(models=_parse_map(args.models) or {})):
+        state = "available" if info.availability.ok else f"unavailable: {info.availability.explain()}"
+        models = ", ".join(info.models) or "none"
+        print(f"{info.name:<11} columns: {', '.join(info.columns)}")
+        print(f"{'':<11} models: {models}; scope: {info.scope}; {state}")
+    return 0
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from .rules import RULES
+
+    for r in RULES.values():
+        terms = " ".join(f"{'+' if c >= 0 else '-'} {abs(c):g}*{k}" for k, c in r.coefficients.items())
+        print(f"{r.name}: {r.intercept:g} {terms}")
+        print(f"  {r.provenance}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="instructfast", description="Score and select instruction-tuning data.")
+    p.add_argument("--version", action="version", version=f"instructfast {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("score", help="score a record file (JSON, JSONL, Parquet, Arrow IPC, CSV)")
+    s.add_argument("input", type=Path)
+    s.add_argument("-o", "--output", type=Path, required=True, help="output file; format from extension")
+    s.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
+    s.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
+    s.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
+    s.add_argument("--models", help="model slots, e.g. lm=/models/llama,reward=/models/rm")
+    s.add_argument("--input-format", choices=FORMATS)
+    s.add_argument("--output-format", choices=FORMATS)
+    s.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
+    s.add_argument("--batch-rows", type=int, default=65_536)
+    s.add_argument("--mtld-threshold", type=float, default=0.72)
+    s.add_argument("--device", default=None)
+    s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
+    s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--progress", dest="progress", action="store_true", default=None)
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+    s.set_defaults(func=_cmd_score)
+
+    i = sub.add_parser("indicators", help="list indicators, their columns, models and availability")
+    i.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
+    i.set_defaults(func=_cmd_indicators)
+
+    r = sub.add_parser("rules", help="list rule presets")
+    r.set_defaults(func=_cmd_rules)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (InstructfastError, ValueError, TypeError) as e:
+        print(f"instructfast: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        out = getattr(args, "output", None)
+        hint = f"; finished parts are kept in {out}.partial/ and the same command resumes" if out else ""
+        print(f"instructfast: interrupted{hint}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The indicator registry: one place that knows every indicator and the columns it makes.
+
+Users ask for indicators by indicator name (``"textstats"``) or by output column
+(``"mtld"``, ``"knn_10"``). :func:`plan` turns such a request into indicator
+instances plus the columns each must emit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import pyarrow as pa
+
+from ..errors import IndicatorUnavailableError
+from .base import Availability, Indicator, OutputColumn, PlannedIndicator, ScoreOptions
+from .perplexity import Perplexity, Tokens
+from .textstats import TextStats
+
+
+class _Reward(PlannedIndicator):
+    name = "reward"
+    models = ("reward",)
+    columns = (OutputColumn("reward", pa.float64(), "raw reward-model logit on (instruction+input, output)"),)
+    reason = "the ONNX reward-model runtime is not part of this build yet"
+    hint = "planned: ONNX model indicators (issue 4)"
+
+
+class _UniEval(PlannedIndicator):
+    name = "unieval"
+    models = ("unieval",)
+    columns = (
+        OutputColumn("naturalness", pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))"),
+        OutputColumn("coherence", pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))"),
+        OutputColumn("understandability", pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))"),
+    )
+    reason = "the ONNX UniEval runtime is not part of this build yet"
+    hint = "planned: ONNX model indicators (issue 4)"
+
+
+class _Knn(PlannedIndicator):
+    name = "knn"
+    scope = "pool"
+    models = ("embedder",)
+    columns = (OutputColumn("knn_6", pa.float64(), "distance to the 6th nearest other record (unit embeddings)"),)
+    reason = "the embedder + faiss engine is not part of this build yet"
+    hint = "planned: ONNX model indicators (issue 4)"
+
+
+REGISTRY: dict[str, type[Indicator]] = {
+    cls.name: cls for cls in (TextStats, Tokens, Perplexity, _Reward, _UniEval, _Knn)
+}
+_KNN_RE = re.compile(r"^knn_(\d+)$")
+
+
+@dataclass(frozen=True)
+class IndicatorInfo:
+    name: str
+    columns: tuple[str, ...]
+    models: tuple[str, ...]
+    scope: str
+    availability: Availability
+
+
+def describe(options: ScoreOptions | None = None) -> list[IndicatorInfo]:
+    """Every registered indicator with its columns, models and availability."""
+    options = options or ScoreOptions()
+    return [
+        IndicatorInfo(n, tuple(c.name for c in cls.columns), cls.models, cls.scope, cls.availability(options))
+        for n, cls in REGISTRY.items()
+    ]
+
+
+def provider_of(column: str) -> type[Indicator] | None:
+    """The indicator class that makes ``column`` (``knn_<i>`` for any i)."""
+    if _KNN_RE.match(column):
+        return REGISTRY["knn"]
+    for cls in REGISTRY.values():
+        if any(c.name == column for c in cls.columns):
+            return cls
+    return None
+
+
+def all_columns() -> list[str]:
+    return [c.name for cls in REGISTRY.values() for c in cls.columns]
+
+
+@dataclass
+class Plan:
+    """What one run computes: indicator instances, and what was left out and why."""
+
+    indicators: list[Indicator]
+    unavailable: dict[str, str]  # indicator name -> reason (only for indicators=None runs)
+    skipped_present: list[str]  # columns already in the input, kept as they are
+
+    def columns(self) -> list[str]:
+        return [c for ind in self.indicators for c in ind.wanted]
+
+
+def plan(
+    requested: Sequence[str] | None,
+    options: ScoreOptions,
+    *,
+    present: Iterable[str] = (),
+    required: Iterable[str] = (),
+) -> Plan:
+    """Decide which indicators run and which columns each emits.
+
+    ``requested=None`` means every available indicator (unavailable ones are reported,
+    not silently skipped); explicit names that are unavailable raise. Columns already
+    ``present`` in the input are kept and not recomputed unless asked for explicitly.
+    ``required`` columns (from a rule) are added to the plan.
+    """
+    present = set(present)
+    wanted: dict[str, list[str]] = {}
+    unavailable: dict[str, str] = {}
+    explicit = requested is not None
+
+    def add(cls: type[Indicator], cols: Iterable[str]) -> None:
+        lst = wanted.setdefault(cls.name, [])
+        for c in cols:
+            if c not in lst:
+                lst.append(c)
+
+    if requested is None:
+        for cls in REGISTRY.values():
+            av = cls.availability(options)
+            if av.ok:
+                add(cls, [c.name for c in cls.columns])
+            else:
+                unavailable[cls.name] = av.explain()
+    else:
+        if isinstance(requested, str):
+            requested = [requested]
+        for item in requested:
+            cls = REGISTRY.get(item) or provider_of(item)
+            if cls is None:
+                msg = (
+                    f"unknown indicator {item!r}; known indicators: {sorted(REGISTRY)}; "
+                    f"known columns: {all_columns()} (and knn_<i> for any i)"
+                )
+                raise ValueError(msg)
+            add(cls, [c.name for c in cls.columns] if item == cls.name else [item])
+    for col in required:
+        cls = provider_of(col)
+        if cls is not None and col not in present:
+            add(cls, [col])
+
+    skipped = []
+    indicators: list[Indicator] = []
+    for name, cols in wanted.items():
+        cls = REGISTRY[name]
+        if not explicit:
+            skipped += [c for c in cols if c in present]
+            cols = [c for c in cols if c not in present]
+        if not cols:
+            continue
+        av = cls.availability(options)
+        if not av.ok:
+            if explicit:
+                msg = f"indicator `{name}` (columns {cols}) is unavailable: {av.explain()}"
+                raise IndicatorUnavailableError(msg)
+            unavailable[name] = av.explain()
+            continue
+        indicators.append(cls(options, tuple(cols)))
+    return Plan(indicators, unavailable, skipped)
+
+
+__all__ = ["REGISTRY", "plan", "describe", "provider_of", "Plan", "IndicatorInfo", "ScoreOptions"]

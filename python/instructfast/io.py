@@ -1,0 +1,382 @@
+"""Reading and writing record files: JSON, JSON Lines, Parquet, Arrow IPC and CSV.
+
+Readers stream record batches where the format allows (JSONL, Parquet, IPC, CSV);
+a JSON array is parsed whole. Errors name the file and, where it can be found, the
+line. Writers always write to a temporary name in the target directory and rename at
+the end, so an output file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from ._typing import FileFormat
+from .columns import LAYOUTS
+from .errors import InputFormatError
+
+_EXT: dict[str, FileFormat] = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+    ".arrows": "arrows",
+    ".csv": "csv",
+}
+FORMATS: tuple[str, ...] = ("json", "jsonl", "parquet", "arrow", "arrows", "csv")
+# Columns that hold text in known layouts: read as strings even where a CSV/JSON
+# reader would infer numbers (e.g. an `input` column holding "42").
+_TEXT_COLUMNS = sorted(
+    {c for lay in LAYOUTS for c in (lay.instruction, lay.input, lay.output) if c}
+)
+
+
+def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileFormat:
+    """The file format from ``fmt`` or the extension (``.gz`` etc. stripped)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            msg = f"`format` must be one of {FORMATS}, got {fmt!r}"
+            raise ValueError(msg)
+        return fmt  # type: ignore[return-value]
+    p = Path(path)
+    suffixes = [s.lower() for s in p.suffixes]
+    while suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):
+        suffixes.pop()
+    if suffixes and suffixes[-1] in _EXT:
+        return _EXT[suffixes[-1]]
+    msg = f"cannot tell the format of {str(path)!r} from its extension; known: {sorted(_EXT)} (or pass a format)"
+    raise InputFormatError(msg)
+
+
+@dataclass
+class FileSource:
+    """A re-iterable view of one input file: schema, row count when known, batches."""
+
+    path: Path
+    format: FileFormat
+    schema: pa.Schema
+    num_rows: int | None
+    _open: Callable[[], Iterator[pa.RecordBatch]]
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """Fresh iterator over the file's batches (each call starts at the top)."""
+        try:
+            yield from self._open()
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise _located(self.path, self.format, e) from e
+
+    def reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, self.batches())
+
+
+def scan_file(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    batch_rows: int = 65_536,
+    text_columns: tuple[str, ...] = (),
+) -> FileSource:
+    """Open a record file for streaming.
+
+    Parameters
+    ----------
+    path
+        Input file.
+    format
+        One of ``json``, ``jsonl``, ``parquet``, ``arrow``, ``arrows``, ``csv``; by default from the extension.
+    batch_rows
+        Target rows per batch for formats that allow choosing.
+    text_columns
+        Extra columns to read as strings in CSV/JSON (the known layouts' text columns always are).
+
+    Raises
+    ------
+    InputFormatError
+        Missing or empty file, unreadable content (with the line where it can be found).
+    """
+    p = Path(path)
+    fmt = detect_format(p, format)
+    if not p.exists():
+        msg = f"{p}: no such file"
+        raise InputFormatError(msg)
+    if p.is_dir():
+        msg = f"{p}: is a directory, expected a file"
+        raise InputFormatError(msg)
+    if p.stat().st_size == 0:
+        msg = f"{p}: file is empty"
+        raise InputFormatError(msg)
+    text_cols = tuple(dict.fromkeys(_TEXT_COLUMNS + list(text_columns)))
+    try:
+        if fmt == "parquet":
+            return _scan_parquet(p, batch_rows)
+        if fmt in ("arrow", "arrows"):
+            return _scan_ipc(p, fmt)
+        if fmt == "csv":
+            return _scan_csv(p, text_cols)
+        if fmt == "json" and _first_byte(p) == b"[":
+            return _scan_json_array(p, batch_rows)
+        return _scan_jsonl(p, text_cols, fmt)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise _located(p, fmt, e) from e
+
+
+def read_table(path: str | os.PathLike[str], *, format: str | None = None) -> pa.Table:
+    """Read a whole record file into a Table (see :func:`scan_file`)."""
+    src = scan_file(path, format=format)
+    return pa.Table.from_batches(list(src.batches()), schema=src.schema)
+
+
+def _first_byte(p: Path) -> bytes:
+    with pa.input_stream(str(p), compression="detect") as f:
+        chunk = f.read(4096)
+    return chunk.lstrip()[:1]
+
+
+def _scan_parquet(p: Path, batch_rows: int) -> FileSource:
+    pf = pq.ParquetFile(p)
+    return FileSource(p, "parquet", pf.schema_arrow, pf.metadata.num_rows, lambda: pf.iter_batches(batch_size=batch_rows))
+
+
+def _scan_ipc(p: Path, fmt: FileFormat) -> FileSource:
+    try:
+        f = ipc.open_file(pa.memory_map(str(p)))
+        schema, n = f.schema, sum(f.get_batch(i).num_rows for i in range(f.num_record_batches))
+
+        def gen():
+            g = ipc.open_file(pa.memory_map(str(p)))
+            for i in range(g.num_record_batches):
+                yield g.get_batch(i)
+
+        return FileSource(p, "arrow", schema, n, gen)
+    except pa.ArrowInvalid:
+        s = ipc.open_stream(pa.memory_map(str(p)))
+        return FileSource(p, "arrows", s.schema, None, lambda: iter(ipc.open_stream(pa.memory_map(str(p)))))
+
+
+def _scan_csv(p: Path, text_cols: tuple[str, ...]) -> FileSource:
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text_cols}, strings_can_be_null=False)
+
+    def gen():
+        return iter(pacsv.open_csv(str(p), convert_options=convert))
+
+    schema = pacsv.open_csv(str(p), convert_options=convert).schema
+    return FileSource(p, "csv", schema, None, gen)
+
+
+def _scan_jsonl(p: Path, text_cols: tuple[str, ...], fmt: FileFormat) -> FileSource:
+    # Text columns get an explicit string type so a first block of nulls cannot fix
+    # them as null type, and a number where text belongs is an error, not a cast.
+    with pa.input_stream(str(p), compression="detect") as f:
+        head = f.read(1 << 20)
+    keys: set[str] = set()
+    for line in head.splitlines()[:200]:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            break
+        if isinstance(obj, dict):
+            keys |= obj.keys()
+    explicit = pa.schema([(c, pa.string()) for c in text_cols if c in keys])
+    parse = pajson.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer", newlines_in_values=False)
+    read = pajson.ReadOptions(block_size=8 << 20)
+
+    def gen():
+        with pa.input_stream(str(p), compression="detect") as f:
+            yield from pajson.open_json(f, read_options=read, parse_options=parse)
+
+    with pa.input_stream(str(p), compression="detect") as f:
+        schema = pajson.open_json(f, read_options=read, parse_options=parse).schema
+    return FileSource(p, fmt, schema, _count_lines(p), gen)
+
+
+def _scan_json_array(p: Path, batch_rows: int) -> FileSource:
+    with pa.input_stream(str(p), compression="detect") as f:
+        try:
+            records = json.loads(f.read())
+        except json.JSONDecodeError as e:
+            msg = f"{p}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})"
+            raise InputFormatError(msg) from e
+    if not isinstance(records, list):
+        msg = f"{p}: expected a JSON array of objects or JSON Lines, got a top-level {type(records).__name__}"
+        raise InputFormatError(msg)
+    for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            msg = f"{p}: record {i} is a {type(r).__name__}, expected a JSON object"
+            raise InputFormatError(msg)
+    if not records:
+        msg = f"{p}: the JSON array holds no records"
+        raise InputFormatError(msg)
+    try:
+        table = pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        msg = f"{p}: {_record_type_problem(records) or e}"
+        raise InputFormatError(msg) from e
+    return FileSource(p, "json", table.schema, table.num_rows, lambda: iter(table.to_batches(max_chunksize=batch_rows)))
+
+
+def _record_type_problem(records: list[dict]) -> str | None:
+    """First record whose field type disagrees with the first non-null value of that field."""
+    first: dict[str, tuple[type, int]] = {}
+    for i, r in enumerate(records):
+        for k, v in r.items():
+            if v is None:
+                continue
+            t = float if isinstance(v, int) and not isinstance(v, bool) else type(v)
+            if k not in first:
+                first[k] = (t, i)
+            elif first[k][0] is not t and not (first[k][0] is float and t is int):
+                return f"record {i}: field `{k}` is {type(v).__name__} but record {first[k][1]} has {first[k][0].__name__}"
+    return None
+
+
+def _count_lines(p: Path) -> int | None:
+    """Row count of an uncompressed JSONL file (non-blank lines), fast; None when compressed."""
+    if p.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+        return None
+    n = 0
+    with open(p, "rb") as f:
+        last = b"\n"
+        while chunk := f.read(1 << 24):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def _located(p: Path, fmt: str, e: Exception) -> InputFormatError:
+    """Turn an Arrow parse error into one naming the file and (for JSONL) the first bad line."""
+    if fmt in ("jsonl", "json"):
+        where = _first_bad_jsonl_line(p)
+        if where:
+            return InputFormatError(f"{p}:{where}")
+    return InputFormatError(f"{p}: cannot read as {fmt}: {e}")
+
+
+def _first_bad_jsonl_line(p: Path) -> str | None:
+    types: dict[str, tuple[str, int]] = {}
+    with pa.input_stream(str(p), compression="detect") as f:
+        for lineno, raw in enumerate(f.read().splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError as e:
+                return f"{lineno}: invalid JSON ({e})"
+            if not isinstance(obj, dict):
+                return f"{lineno}: expected a JSON object, got {type(obj).__name__}"
+            for k, v in obj.items():
+                if v is None:
+                    continue
+                t = "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
+                if k in _TEXT_COLUMNS and t != "str":
+                    return f"{lineno}: field `{k}` must be a string, got {t}"
+                if k in types and types[k][0] != t:
+                    return f"{lineno}: field `{k}` is {t} but line {types[k][1]} has {types[k][0]}"
+                types.setdefault(k, (t, lineno))
+    return None
+
+
+# ---------------------------------------------------------------------------- writers
+
+
+class _BatchWriter:
+    def __init__(self, path: str, schema: pa.Schema, fmt: FileFormat) -> None:
+        self.fmt = fmt
+        self.schema = schema
+        if fmt == "parquet":
+            self._w = pq.ParquetWriter(path, schema, compression="zstd")
+        elif fmt == "arrow":
+            self._w = ipc.new_file(path, schema)
+        elif fmt == "arrows":
+            self._w = ipc.new_stream(path, schema)
+        elif fmt == "csv":
+            nested = [f.name for f in schema if pa.types.is_nested(f.type)]
+            if nested:
+                msg = f"cannot write nested columns {nested} to CSV; choose parquet, arrow or jsonl"
+                raise InputFormatError(msg)
+            self._w = pacsv.CSVWriter(path, schema)
+        else:
+            self._f = open(path, "w", encoding="utf-8")
+            self._first = True
+            if fmt == "json":
+                self._f.write("[")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.fmt in ("json", "jsonl"):
+            sep = "\n" if self.fmt == "jsonl" else ",\n"
+            for row in batch.to_pylist():
+                if self.fmt == "json":
+                    self._f.write("\n" if self._first else sep)
+                self._f.write(json.dumps(row, ensure_ascii=False, default=str))
+                if self.fmt == "jsonl":
+                    self._f.write("\n")
+                self._first = False
+        elif self.fmt == "parquet":
+            self._w.write_batch(batch)
+        else:
+            self._w.write(batch)
+
+    def close(self, metadata: dict[bytes, bytes] | None = None) -> None:
+        if self.fmt in ("json", "jsonl"):
+            if self.fmt == "json":
+                self._f.write("\n]\n")
+            self._f.close()
+            return
+        if metadata and self.fmt == "parquet":
+            self._w.add_key_value_metadata(metadata)
+        self._w.close()
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike[str], schema: pa.Schema, *, format: str | None = None):
+    """Yield a writer with ``write(batch)``; the file appears under ``path`` only on success.
+
+    Call ``writer.metadata.update({...})`` before the block ends to store key-value
+    metadata (Parquet footer).
+    """
+    p = Path(path)
+    fmt = detect_format(p, format)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    w = _BatchWriter(tmp, schema, fmt)
+    w.metadata = {}  # type: ignore[attr-defined]
+    ok = False
+    try:
+        yield w
+        w.close(w.metadata)  # type: ignore[attr-defined]
+        os.replace(tmp, p)
+        ok = True
+    finally:
+        if not ok:
+            try:
+                w.close()
+            except Exception:
+                pass
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def write_table(table: pa.Table, path: str | os.PathLike[str], *, format: str | None = None) -> None:
+    """Write ``table`` to ``path`` atomically in the format named by ``format`` or the extension."""
+    with atomic_writer(path, table.schema, format=format) as w:
+        for b in table.to_batches():
+            w.write(b)
+        if table.schema.metadata:
+            w.metadata.update(table.schema.metadata)

@@ -1,0 +1,393 @@
+"""The scoring pipeline behind :func:`instructfast.score`.
+
+A :class:`Scorer` is built once for a schema (column resolution, rule and indicator
+plan all fail fast here, before any work), loads its models once, then scores record
+batches one at a time: the unit for streaming files, ingestion services and Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import pyarrow as pa
+
+from . import _native
+from ._arrow import rebatch, to_reader, total_rows
+from .columns import ResolvedColumns, resolve_columns
+from .errors import NullValuesWarning, RuleError, SchemaError, UnavailableIndicatorWarning
+from .indicators import REGISTRY, plan, provider_of
+from .indicators.base import NullCounter, ScoreOptions
+from .rules import Rule, get_rule
+
+RULE_COLUMN = "predicted_log_loss"
+REPORT_KEY = b"instructfast.report"
+
+
+@dataclass
+class ScoreReport:
+    """What one run did: rows, layout, computed and unavailable indicators, nulls by reason."""
+
+    rows: int = 0
+    layout: str = ""
+    impl: str = ""
+    columns: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    kept_from_input: list[str] = field(default_factory=list)
+    nulls: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: dict[str, dict[str, int]] = field(default_factory=dict)
+    rule: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ScoreReport":
+        return cls(**json.loads(text))
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> "ScoreReport | None":
+        """The report stored in a scored table's (or Parquet file's) schema metadata."""
+        meta = table.schema.metadata or {}
+        return cls.from_json(meta[REPORT_KEY]) if REPORT_KEY in meta else None
+
+    @classmethod
+    def from_file(cls, path) -> "ScoreReport | None":
+        """The report in a scored Parquet file's footer (written by the CLI / score_file)."""
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path).metadata.metadata or {}
+        return cls.from_json(meta[REPORT_KEY]) if REPORT_KEY in meta else None
+
+    def null_summary(self) -> str:
+        parts = []
+        for col, reasons in self.nulls.items():
+            n = sum(reasons.values())
+            parts.append(f"{col}: {n} null (" + "; ".join(f"{r}: {c}" for r, c in reasons.items()) + ")")
+        return "; ".join(parts)
+
+
+class Scorer:
+    """Scores record batches of one schema; reusable and long-lived.
+
+    Parameters
+    ----------
+    schema
+        Schema of the batches to come.
+    indicators, rule, columns, options
+        As in :func:`instructfast.score`.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> s = Scorer(pa.schema([("instruction", pa.string()), ("output", pa.string())]), indicators=["mtld"])
+    >>> s.score_batch(pa.record_batch({"instruction": ["Say hi"], "output": ["hi there hi"]})).column("mtld").to_pylist()
+    [3.0]
+    """
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        indicators: Sequence[str] | str | None = None,
+        rule: str | Rule | Mapping[str, Any] | None = None,
+        columns: Mapping[str, str] | None = None,
+        options: ScoreOptions | None = None,
+    ) -> None:
+        self.schema = schema
+        self.options = options or ScoreOptions()
+        self.resolved: ResolvedColumns = resolve_columns(schema, columns)
+        self.rule = get_rule(rule) if rule is not None else None
+        if self.rule is not None and RULE_COLUMN in schema.names:
+            msg = f"input already has a `{RULE_COLUMN}` column; drop or rename it before applying a rule"
+            raise SchemaError(msg)
+        present = set(schema.names)
+        if isinstance(indicators, str):
+            indicators = [indicators]
+        self.plan = plan(indicators, self.options, present=present, required=self.rule.columns if self.rule else ())
+        clash = [c for c in self.plan.columns() if c in present]
+        if clash:
+            msg = (
+                f"input already has column(s) {clash} that the requested indicators would write; original columns "
+                "are never overwritten: drop or rename them, or leave `indicators` unset to keep them as they are"
+            )
+            raise SchemaError(msg)
+        if self.rule is not None:
+            self._check_rule_columns(present)
+        self.nulls = NullCounter()
+        self.report = ScoreReport(
+            layout=self.resolved.describe(),
+            impl=_native.IMPL_REASON,
+            columns=self.plan.columns(),
+            unavailable=dict(self.plan.unavailable),
+            kept_from_input=self.plan.skipped_present,
+            rule=self.rule.name if self.rule else None,
+        )
+        self._started = False
+
+    @property
+    def has_pool_indicators(self) -> bool:
+        return any(ind.scope == "pool" for ind in self.plan.indicators)
+
+    def _check_rule_columns(self, present: set[str]) -> None:
+        assert self.rule is not None
+        have = present | set(self.plan.columns())
+        missing = [c for c in self.rule.columns if c not in have]
+        if not missing:
+            return
+        lines = []
+        for c in missing:
+            cls = provider_of(c)
+            if cls is None:
+                lines.append(f"  `{c}`: no indicator makes this column; add it to the input table")
+            else:
+                av = cls.availability(self.options)
+                lines.append(f"  `{c}` (indicator `{cls.name}`): {av.explain() or 'not requested'}")
+        msg = (
+            f"rule {self.rule.name!r} needs columns that are not available:\n" + "\n".join(lines) + "\n"
+            "configure the models they need (see `instructfast indicators` and `instructfast models`), "
+            "or provide the columns in the input table"
+        )
+        raise RuleError(msg)
+
+    def start(self) -> None:
+        if not self._started:
+            for ind in self.plan.indicators:
+                ind.start()
+            self._started = True
+
+    def close(self) -> None:
+        for ind in self.plan.indicators:
+            ind.close()
+        self._started = False
+
+    def __enter__(self) -> "Scorer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def output_schema(self) -> pa.Schema:
+        fields = list(self.schema)
+        for ind in self.plan.indicators:
+            by_name = {c.name: c for c in ind.output_columns()}
+            for col in ind.wanted:
+                t = by_name[col].type if col in by_name else pa.float64()
+                fields.append(pa.field(col, t))
+        if self.rule is not None:
+            fields.append(pa.field(RULE_COLUMN, pa.float64()))
+        return pa.schema(fields)
+
+    def score_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Score one batch of row-scoped indicators; the batch's rows come back in order."""
+        if self.has_pool_indicators:
+            msg = "pool indicators (knn_*) need the whole table: use score() / score_file(), not score_batch()"
+            raise RuntimeError(msg)
+        self.start()
+        new = self._row_columns(batch)
+        out = _append(batch, new)
+        if self.rule is not None:
+            out = _append(out, {RULE_COLUMN: self._apply_rule(out)})
+        self.report.rows += batch.num_rows
+        self.report.nulls = self.nulls.as_dict()
+        self.report.notes = self.nulls.notes_dict()
+        return out
+
+    def _row_columns(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+        canon = self.resolved.canonical(batch)
+        new: dict[str, pa.Array] = {}
+        for ind in self.plan.indicators:
+            if ind.scope == "row":
+                got = ind.compute(canon, self.nulls)
+                new.update((c, got[c]) for c in ind.wanted)  # schema order, whatever the indicator's
+            else:
+                ind.observe(canon, self.nulls)
+        return new
+
+    def _apply_rule(self, data: pa.RecordBatch | pa.Table) -> pa.Array:
+        assert self.rule is not None
+        values = self.rule.apply(data)
+        self.nulls.add(RULE_COLUMN, "an input indicator is null", values.null_count)
+        return values
+
+    def score_stream(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Score a stream of batches; pool indicators are filled in after the last batch."""
+        t0 = time.perf_counter()
+        self.start()
+        try:
+            if not self.has_pool_indicators:
+                for b in batches:
+                    yield self.score_batch(b)
+            else:
+                yield from self._score_with_pool(batches)
+        finally:
+            self.report.seconds += time.perf_counter() - t0
+            self.report.nulls = self.nulls.as_dict()
+            self.report.notes = self.nulls.notes_dict()
+
+    def _score_with_pool(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        # Pool indicators see every row before any value exists, so row results are
+        # held until the end (the table being scored is the pool).
+        held = []
+        for b in batches:
+            held.append(_append(b, self._row_columns(b)))
+            self.report.rows += b.num_rows
+        pool_cols: dict[str, pa.Array] = {}
+        for ind in self.plan.indicators:
+            if ind.scope == "pool":
+                got = ind.finalize(self.nulls)
+                pool_cols.update((c, got[c]) for c in ind.wanted)
+        start = 0
+        for b in held:
+            part = {k: v.slice(start, b.num_rows) for k, v in pool_cols.items()}
+            out = _append(b, part)
+            if self.rule is not None:
+                out = _append(out, {RULE_COLUMN: self._apply_rule(out)})
+            start += b.num_rows
+            yield out
+
+    def finish_warnings(self) -> None:
+        """One summary warning for nulls and one for unavailable indicators (never one per row)."""
+        if self.report.unavailable:
+            text = "; ".join(f"{k}: {v}" for k, v in self.report.unavailable.items())
+            warnings.warn(f"indicators not computed: {text}", UnavailableIndicatorWarning, stacklevel=3)
+        if self.report.nulls:
+            warnings.warn(f"null values by reason: {self.report.null_summary()}", NullValuesWarning, stacklevel=3)
+
+
+def _append(batch: pa.RecordBatch, cols: Mapping[str, pa.Array]) -> pa.RecordBatch:
+    if not cols:
+        return batch
+    arrays = list(batch.columns) + list(cols.values())
+    names = list(batch.schema.names) + list(cols)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def make_options(
+    *,
+    threads: int | None,
+    batch_rows: int,
+    mtld_threshold: float,
+    models: Mapping[str, str] | None,
+    device: str | None,
+    options: Mapping[str, object] | None,
+) -> ScoreOptions:
+    return ScoreOptions(
+        threads=threads,
+        batch_rows=batch_rows,
+        mtld_threshold=mtld_threshold,
+        models=dict(models or {}),
+        device=device,
+        extra=dict(options or {}),
+    )
+
+
+def score(
+    data: Any,
+    indicators: Sequence[str] | str | None = None,
+    rule: str | Rule | Mapping[str, Any] | None = None,
+    columns: Mapping[str, str] | None = None,
+    *,
+    models: Mapping[str, str] | None = None,
+    threads: int | None = None,
+    batch_rows: int = 65_536,
+    mtld_threshold: float = 0.72,
+    device: str | None = None,
+    options: Mapping[str, object] | None = None,
+    progress: bool = False,
+) -> pa.Table:
+    """Score instruction records with InstructMining quality indicators.
+
+    Parameters
+    ----------
+    data
+        A pyarrow Table, RecordBatch or RecordBatchReader, or anything exporting the
+        Arrow PyCapsule stream (``__arrow_c_stream__``: polars, pandas, HF ``datasets``),
+        a dict of columns or a list of row dicts.
+    indicators
+        Indicator names (``"textstats"``) or output columns (``"mtld"``, ``"knn_6"``).
+        ``None``: every indicator whose models are available; the others are listed in
+        the report and in one :class:`~instructfast.UnavailableIndicatorWarning`.
+        Naming an unavailable indicator raises :class:`~instructfast.IndicatorUnavailableError`.
+    rule
+        A preset name (``"instructmining-v1"``, ``"instructmining-v3"``), a rule JSON path,
+        a dict or a :class:`~instructfast.Rule`; adds ``predicted_log_loss`` (lower is
+        better). Missing rule inputs raise :class:`~instructfast.RuleError` naming them.
+    columns
+        Explicit ``{canonical: source}`` mapping (``instruction``, ``input``, ``output``,
+        ``history`` or ``conversation``); known layouts are detected without it.
+    models
+        Model slots to local paths or hub ids (used by model-based indicators).
+    threads
+        Native worker threads (default: all available cores).
+    batch_rows
+        Streaming unit in rows; bounds memory together with the models' own batching.
+    mtld_threshold
+        MTLD factor threshold.
+    device
+        ``"cpu"``, ``"cuda"`` or ``None`` (auto) for model indicators.
+    options
+        Indicator-specific options by key.
+    progress
+        Show a progress bar (rows/s) on stderr.
+
+    Returns
+    -------
+    pyarrow.Table
+        Every input row, in order, with its original columns untouched, followed by the
+        indicator columns (and ``predicted_log_loss`` with a rule). Values that cannot be
+        computed are null, counted by reason in the report stored under the schema
+        metadata key ``instructfast.report`` (:meth:`ScoreReport.from_table`).
+
+    Examples
+    --------
+    >>> import pyarrow as pa, instructfast
+    >>> t = pa.table({"instruction": ["Name a colour."], "input": [""], "output": ["Blue, like the sky."]})
+    >>> out = instructfast.score(t, indicators=["output_words", "mtld"])
+    >>> out.column_names
+    ['instruction', 'input', 'output', 'output_words', 'mtld']
+    >>> out.column("output_words").to_pylist()
+    [4]
+    """
+    opts = make_options(
+        threads=threads, batch_rows=batch_rows, mtld_threshold=mtld_threshold, models=models, device=device, options=options
+    )
+    total = total_rows(data)
+    reader = to_reader(data)
+    scorer = Scorer(reader.schema, indicators, rule, columns, opts)
+    bar = _progress_bar(total) if progress else None
+    batches = []
+    try:
+        for b in scorer.score_stream(_counting(rebatch(reader, opts.batch_rows), bar)):
+            batches.append(b)
+    finally:
+        scorer.close()
+        if bar is not None:
+            bar.close()
+    schema = scorer.output_schema()
+    table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+    meta = dict(table.schema.metadata or {})
+    meta[REPORT_KEY] = scorer.report.to_json().encode()
+    scorer.finish_warnings()
+    return table.replace_schema_metadata(meta)
+
+
+def _progress_bar(total: int | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=" rows", unit_scale=True, desc="scoring", dynamic_ncols=True)
+
+
+def _counting(batches: Iterator[pa.RecordBatch], bar) -> Iterator[pa.RecordBatch]:
+    for b in batches:
+        yield b
+        if bar is not None:
+            bar.update(b.num_rows)
+
+
+def known_indicator_names() -> list[str]:
+    return sorted(REGISTRY)
