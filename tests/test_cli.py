@@ -165,3 +165,20 @@ def test_module_entry_point_runs(tmp_path, small):
     )
     assert r.returncode == 0, r.stderr
     assert "rows/s" in r.stderr or "rows/s" in r.stdout
+
+
+def test_models_command_lists_slots_and_how_to_get_them(capsys, monkeypatch):
+    monkeypatch.delenv("INSTRUCTFAST_MODEL_REWARD", raising=False)
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for slot in ("lm", "reward", "unieval", "embedder"):
+        assert f"\n{slot} " in "\n" + out
+    assert "INSTRUCTFAST_MODEL_REWARD" in out and "OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5" in out
+
+
+def test_option_parsing():
+    from instructfast.cli import _parse_options
+
+    assert _parse_options(["a=1", "b=x", "c=0.5", "d=k=v"]) == {"a": 1, "b": "x", "c": 0.5, "d": "k=v"}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        _parse_options(["nokey"])

@@ -27,6 +27,25 @@ def _parse_map(text: str | None) -> dict[str, str] | None:
     return out
 
 
+def _parse_options(items: list[str] | None) -> dict[str, object]:
+    """``KEY=VALUE`` pairs; values that parse as int/float become numbers."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        if "=" not in item:
+            msg = f"--option expects KEY=VALUE, got {item!r}"
+            raise SystemExit(msg)
+        k, v = item.split("=", 1)
+        val: object = v
+        for conv in (int, float):
+            try:
+                val = conv(v)
+                break
+            except ValueError:
+                pass
+        out[k.strip()] = val
+    return out
+
+
 def _parse_list(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
@@ -55,6 +74,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
                 batch_rows=args.batch_rows,
                 mtld_threshold=args.mtld_threshold,
                 device=args.device,
+                options=_parse_options(args.option),
                 checkpoint_rows=args.checkpoint_rows,
                 restart=args.restart,
                 on_progress=bar.update,
@@ -93,6 +113,24 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models.registry import SLOTS, ModelNotFound, cache_dir, resolve
+
+    models = _parse_map(args.models) or {}
+    print(f"cache: {cache_dir()}")
+    for slot in SLOTS.values():
+        try:
+            state = "present: " + resolve(slot.name, models).describe()
+        except ModelNotFound:
+            state = "missing: not found in any of those places"
+        print(f"{slot.name:<9} {slot.description}")
+        print(f"{'':<9} paper: {slot.paper_model}; looked in: models=/--models {slot.name}=..., env {slot.env}"
+              + (f", packaged default ({slot.offline_default})" if slot.offline_default else ""))
+        print(f"{'':<9} {state}")
+        print(f"{'':<9} to get it: {slot.how_to_get}")
+    return 0
+
+
 def _cmd_rules(args: argparse.Namespace) -> int:
     from .rules import RULES
 
@@ -120,7 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
     s.add_argument("--batch-rows", type=int, default=65_536)
     s.add_argument("--mtld-threshold", type=float, default=0.72)
-    s.add_argument("--device", default=None)
+    s.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
+    s.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="indicator option, repeatable: prompt_template=alpaca|plain|FORMAT, on_overflow=null|truncate, "
+        "lm_token_budget=N, lm_max_length=N, lm_pad_slack=F, lm_dtype=float32|bfloat16",
+    )
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
     g = s.add_mutually_exclusive_group()
@@ -131,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("indicators", help="list indicators, their columns, models and availability")
     i.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
     i.set_defaults(func=_cmd_indicators)
+
+    m = sub.add_parser("models", help="list model slots, where each is looked for, and how to get it")
+    m.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
+    m.set_defaults(func=_cmd_models)
 
     r = sub.add_parser("rules", help="list rule presets")
     r.set_defaults(func=_cmd_rules)
