@@ -12,7 +12,7 @@ Examples
 ...     instructfast.score(pa.table({"text": ["hi"]}))
 ... except instructfast.SchemaError as e:
 ...     print(str(e).splitlines()[0])
-missing required column `output`; found columns: ['text']
+missing required columns `instruction` and `output`; found columns: ['text']
 """
 
 from __future__ import annotations
