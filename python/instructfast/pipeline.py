@@ -124,7 +124,7 @@ def score_file(
     schema = scorer.output_schema()
     with atomic_writer(out, schema, format=out_fmt) as w:
         for name in state["parts"]:
-            with pa.memory_map(str(partial / name)) as mm:
+            with pa.OSFile(str(partial / name)) as mm:  # not mmap: mapped pages would count as resident
                 r = ipc.open_file(mm)
                 for i in range(r.num_record_batches):
                     b = r.get_batch(i)
