@@ -135,6 +135,7 @@ def test_nulls_and_overflow(smol):
         {"instruction": "word " * 200, "input": "", "output": "fine"},
     ]
     out = _score(rows, indicators=["perplexity"], options={"lm_max_length": 64})
+    assert "ifd" not in out.column_names  # asking for the column does not run the second pass
     vals = out.column("perplexity").to_pylist()
     assert vals[0] is None and vals[1] is None and vals[2] is None and vals[3] is not None
     rep = instructfast.ScoreReport.from_table(out)

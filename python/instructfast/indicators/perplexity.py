@@ -120,7 +120,7 @@ class Tokens(_LMIndicator):
 
 
 class Perplexity(_LMIndicator):
-    name = "perplexity"
+    name = "logprob"  # the engine's name; "perplexity" and "ifd" are its columns
     columns: ClassVar = (
         OutputColumn("perplexity", pa.float64(), "exp(mean NLL of the output tokens | prompt template)"),
         OutputColumn("ifd", pa.float64(), "conditional / unconditional output perplexity (Cherry LLM IFD)"),

@@ -158,15 +158,17 @@ class LMScorer:
         b_idx_t = torch.from_numpy(np.concatenate(b_idx)).to(self.device)
         p_idx_t = torch.from_numpy(np.concatenate(p_idx)).to(self.device)
         targets = torch.tensor([x for t in tgt for x in t], dtype=torch.long, device=self.device)
+        # Without padding the mask is dropped so attention can take its plain causal path.
+        attn = None if bool(mask.all()) else mask.to(self.device)
         with torch.inference_mode():
-            out = self.body(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+            out = self.body(input_ids=ids.to(self.device), attention_mask=attn)
             hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
             h = hidden[b_idx_t, p_idx_t]
             if self.fused_ok:
                 lp = fused_linear_logprobs(h, self.head_weight, targets, bias=self.head_bias)
             else:
                 # Soft-capped / scaled logits: take them from the full model (correct, more memory).
-                full = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                full = self.model(input_ids=ids.to(self.device), attention_mask=attn).logits
                 lp = token_logprobs(full[b_idx_t, p_idx_t], targets)
         lp64 = lp.double().cpu().numpy()
         seg = np.asarray(seg)
