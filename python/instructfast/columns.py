@@ -67,6 +67,8 @@ class CanonicalBatch:
     history: pa.Array | None = None
     num_rows: int = 0
     _prompt: pa.Array | None = field(default=None, repr=False)
+    # The batch as read, for indicators that take a user column as is (``knn_vectors``).
+    source: pa.RecordBatch | None = field(default=None, repr=False)
 
     def prompt_text(self) -> pa.Array:
         """instruction, plus "\\n" + input where input is non-empty (SPEC: "instruction+input")."""
@@ -107,12 +109,16 @@ class ResolvedColumns:
     def canonical(self, batch: pa.RecordBatch) -> CanonicalBatch:
         """Build the canonical view of one batch (string checks happen in :func:`resolve_columns`)."""
         if self.conversation:
-            return _from_conversation(batch.column(self.conversation), batch.num_rows)
+            canon = _from_conversation(batch.column(self.conversation), batch.num_rows)
+            canon.source = batch
+            return canon
         inst = _as_string(batch.column(self.instruction), self.instruction)
         out = _as_string(batch.column(self.output), self.output)
         inp = _as_string(batch.column(self.input), self.input) if self.input else None
         hist = _render_history(batch.column(self.history)) if self.history else None
-        return CanonicalBatch(instruction=inst, output=out, input=inp, history=hist, num_rows=batch.num_rows)
+        return CanonicalBatch(
+            instruction=inst, output=out, input=inp, history=hist, num_rows=batch.num_rows, source=batch
+        )
 
 
 def resolve_columns(schema: pa.Schema, columns: Mapping[str, str] | None = None) -> ResolvedColumns:
