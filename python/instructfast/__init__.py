@@ -27,6 +27,7 @@ from .indicators.mtld import mtld, text_stats, tokenize
 from .io import read_table, scan_file, write_table
 from .rules import RULES, Rule, get_rule
 from .scoring import ScoreReport, Scorer, score
+from .selection import SelectionResult, select
 
 try:
     from importlib.metadata import version as _version
@@ -43,6 +44,8 @@ __all__ = [
     "Rule",
     "RULES",
     "get_rule",
+    "select",
+    "SelectionResult",
     "describe_indicators",
     "mtld",
     "tokenize",
