@@ -93,6 +93,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         for name, why in rep.unavailable.items():
             print(f"  {name}: {why}")
     print(res.summary.format(rep.nulls))
+    for col, what in rep.notes.items():  # caveats such as approximate kNN search and its measured recall
+        print(f"note {col}: " + "; ".join(f"{k}: {v}" for k, v in what.items()))
     print(f"wrote {res.output}")
     for w in caught:
         if not issubclass(w.category, InstructfastWarning):
@@ -131,6 +133,46 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index_build(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .io import scan_file
+    from .pool_index import build_pool
+
+    if args.output.exists() and not args.overwrite:  # before the (long) embedding pass
+        msg = f"instructfast: error: {args.output} already exists; pass --overwrite to replace it"
+        raise SystemExit(msg)
+    src = scan_file(args.input, format=args.input_format, batch_rows=args.batch_rows)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    bar = tqdm(total=src.num_rows, unit=" rows", unit_scale=True, desc="embedding", disable=not show)
+    t0 = time.perf_counter()
+    try:
+        pool = build_pool(
+            src.reader(),
+            columns=_parse_map(args.columns),
+            vectors_column=args.vectors,
+            models=_parse_map(args.models),
+            device=args.device,
+            threads=args.threads,
+            batch_rows=args.batch_rows,
+            exact_max=args.exact_max,
+            nlist=args.nlist,
+            source=str(Path(args.input).resolve()),
+            progress=bar.update,
+        )
+    finally:
+        bar.close()
+    out = pool.save(args.output, overwrite=args.overwrite)
+    m = pool.manifest
+    left = m["source"]["left_out"]
+    print(f"pool of {pool.count} vectors (dim {pool.dim}, {m['index']['type']} index) from {m['source']['rows']} rows "
+          f"in {time.perf_counter() - t0:.1f} s; vectors: {m['vectors']}")
+    if left:
+        print("left out: " + "; ".join(f"{r}: {n}" for r, n in left.items()))
+    print(f"wrote {out}  (score against it with --option knn_pool={out})")
+    return 0
+
+
 def _cmd_rules(args: argparse.Namespace) -> int:
     from .rules import RULES
 
@@ -164,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="indicator option, repeatable: prompt_template=alpaca|plain|FORMAT, on_overflow=null|truncate, "
-        "lm_token_budget=N, lm_max_length=N, lm_pad_slack=F, lm_dtype=float32|bfloat16",
+        "lm_token_budget=N, lm_max_length=N, lm_pad_slack=F, lm_dtype=float32|bfloat16, "
+        "knn_vectors=COLUMN, knn_pool=DIR, knn_table_in_pool=true, knn_exact_max=N, knn_recall_target=F",
     )
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
@@ -183,6 +226,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rules", help="list rule presets")
     r.set_defaults(func=_cmd_rules)
+
+    ix = sub.add_parser("index", help="reference pools for knn_<i>")
+    ixs = ix.add_subparsers(dest="index_command", required=True)
+    b = ixs.add_parser("build", help="embed a record file into a reference pool folder (vectors, index, manifest)")
+    b.add_argument("input", type=Path)
+    b.add_argument("-o", "--output", type=Path, required=True, help="pool folder to write")
+    b.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
+    b.add_argument("--vectors", metavar="COLUMN", help="use this column's embeddings instead of the embedder")
+    b.add_argument("--models", help="embedder slot, e.g. embedder=/models/minilm")
+    b.add_argument("--input-format", choices=FORMATS)
+    b.add_argument("-t", "--threads", type=int, default=None)
+    b.add_argument("--batch-rows", type=int, default=65_536)
+    b.add_argument("--device", default=None, help="cpu, cuda or cuda:N for the embedder (default: auto)")
+    b.add_argument("--exact-max", type=int, default=200_000, help="larger pools also get an IVF index")
+    b.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(count))")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing pool folder")
+    bg = b.add_mutually_exclusive_group()
+    bg.add_argument("--progress", dest="progress", action="store_true", default=None)
+    bg.add_argument("--no-progress", dest="progress", action="store_false")
+    b.set_defaults(func=_cmd_index_build)
     return p
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..errors import IndicatorUnavailableError
 from .base import Availability, Indicator, OutputColumn, PlannedIndicator, ScoreOptions
+from .knn import Knn
 from .perplexity import Perplexity, Tokens
 from .textstats import TextStats
 
@@ -39,17 +40,8 @@ class _UniEval(PlannedIndicator):
     hint = "planned: ONNX model indicators (issue 4)"
 
 
-class _Knn(PlannedIndicator):
-    name = "knn"
-    scope = "pool"
-    models = ("embedder",)
-    columns = (OutputColumn("knn_6", pa.float64(), "distance to the 6th nearest other record (unit embeddings)"),)
-    reason = "the embedder + faiss engine is not part of this build yet"
-    hint = "planned: ONNX model indicators (issue 4)"
-
-
 REGISTRY: dict[str, type[Indicator]] = {
-    cls.name: cls for cls in (TextStats, Tokens, Perplexity, _Reward, _UniEval, _Knn)
+    cls.name: cls for cls in (TextStats, Tokens, Perplexity, _Reward, _UniEval, Knn)
 }
 _KNN_RE = re.compile(r"^knn_(\d+)$")
 

@@ -1,0 +1,245 @@
+"""``knn_<i>``: Euclidean distance from a record's unit embedding to its i-th nearest *other* record.
+
+Ask for any ``knn_<i>`` column (default ``knn_6``, the paper's); several ranks come from one search.
+The pool is the table being scored: every row with an embedding is a member, self is excluded by
+position (duplicates are neighbours at distance 0). With fewer than i + 1 members the value is
+null with a reason. Rows that cannot be embedded (null output, empty text, null / zero /
+non-finite user vector) are null with a reason and are not pool members.
+
+Options (``score(..., options={...})``, CLI ``--option KEY=VALUE``):
+
+* ``knn_vectors=COLUMN``: use that list column's embeddings (any dim) instead of the embedder;
+* ``knn_pool=DIR``: measure against a reference pool from ``instructfast index build`` instead;
+  the indicator then streams (each row depends only on itself and the pool). By default the
+  scored rows are *not* taken to be pool members, so nothing is excluded;
+  ``knn_table_in_pool=true`` says they are: each row skips its own copy, the nearest pool
+  member within ``knn_self_tol`` (1e-4) -- a duplicate of it is indistinguishable and counts as
+  that copy, which gives the same distance. Rows with no such member are counted in the notes;
+* ``knn_exact_max`` (200000): pools up to this size are searched exactly; larger ones with a faiss
+  IVF index, ``nprobe`` doubled from ``knn_nprobe`` (16) until recall@i measured against exact
+  search on ``knn_recall_sample`` (1000) rows reaches ``knn_recall_target`` (0.95). The measured
+  recall is in the report notes: "recall@i check: ..." counts of true neighbours checked and found;
+* ``knn_backend`` (auto | faiss | torch): torch matmul top-k on CUDA (GPU machines without faiss),
+  faiss otherwise; ``knn_nlist``, ``knn_seed``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from ..columns import CanonicalBatch
+from ..neighbors import DEFAULT_EXACT_MAX, DEFAULT_RECALL_SAMPLE, DEFAULT_RECALL_TARGET, SearchReport, choose_backend
+from .base import Availability, Indicator, NullCounter, OutputColumn, ScoreOptions, masked
+
+_COLUMN = re.compile(r"^knn_(\d+)$")
+OPTIONS = (
+    "knn_vectors",
+    "knn_pool",
+    "knn_table_in_pool",
+    "knn_self_tol",
+    "knn_exact_max",
+    "knn_nprobe",
+    "knn_nlist",
+    "knn_recall_target",
+    "knn_recall_sample",
+    "knn_backend",
+    "knn_seed",
+)
+
+
+def too_few(i: int, pool: bool) -> str:
+    if pool:
+        return f"reference pool has fewer than {i} members"
+    return f"fewer than {i + 1} rows with embeddings in the pool"
+
+
+NOT_FOUND = "approximate search found fewer than i neighbours"
+
+
+def _flag(value: object, name: str) -> bool:
+    s = str(value).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    msg = f"`{name}` must be true or false, got {value!r}"
+    raise ValueError(msg)
+
+
+def ranks(columns: tuple[str, ...]) -> list[int]:
+    """Neighbour ranks from ``knn_<i>`` column names (i >= 1)."""
+    out = []
+    for c in columns:
+        m = _COLUMN.match(c)
+        if not m or int(m.group(1)) < 1:
+            msg = f"kNN columns are knn_<i> with i >= 1, got {c!r}"
+            raise ValueError(msg)
+        out.append(int(m.group(1)))
+    return out
+
+
+class Knn(Indicator):
+    name = "knn"
+    scope = "pool"
+    models = ("embedder",)
+    columns: ClassVar = (
+        OutputColumn("knn_6", pa.float64(), "distance to the 6th nearest other record (unit embeddings)"),
+    )
+
+    def __init__(self, options: ScoreOptions, wanted: tuple[str, ...] | None = None) -> None:
+        super().__init__(options, wanted)
+        self.ks = ranks(self.wanted)
+        ex = options.extra
+        unknown = sorted(k for k in ex if k.startswith("knn_") and k not in OPTIONS)
+        if unknown:
+            msg = f"unknown kNN option(s) {unknown}; known: {list(OPTIONS)}"
+            raise ValueError(msg)
+        self.vectors_column = ex.get("knn_vectors") or None
+        self.pool_dir = ex.get("knn_pool") or None
+        self.table_in_pool = _flag(ex.get("knn_table_in_pool", False), "knn_table_in_pool")
+        if self.table_in_pool and not self.pool_dir:
+            msg = "`knn_table_in_pool` only applies with `knn_pool=DIR` (the scored table is always its own pool otherwise)"
+            raise ValueError(msg)
+        self.self_tol = float(ex.get("knn_self_tol", 1e-4))
+        self.index_options: dict[str, Any] = {
+            "exact_max": int(ex.get("knn_exact_max", DEFAULT_EXACT_MAX)),
+            "nprobe": int(ex["knn_nprobe"]) if "knn_nprobe" in ex else None,
+            "nlist": int(ex["knn_nlist"]) if "knn_nlist" in ex else None,
+            "recall_target": float(ex.get("knn_recall_target", DEFAULT_RECALL_TARGET)),
+            "recall_sample": int(ex.get("knn_recall_sample", DEFAULT_RECALL_SAMPLE)),
+            "backend": str(ex.get("knn_backend", "auto")),
+            "device": options.device,
+            "threads": options.threads,
+            "seed": int(ex.get("knn_seed", 0)),
+        }
+        choose_backend(self.index_options["backend"], options.device)  # fail fast on a bad combination
+        if self.pool_dir:
+            self.scope = "row"  # type: ignore[misc]  # each row depends only on itself and the fixed pool
+        self.report: SearchReport | None = None  # the search(es) of this run, for Python callers
+
+    def output_columns(self) -> tuple[OutputColumn, ...]:
+        return tuple(
+            OutputColumn(c, pa.float64(), f"distance to the {i}th nearest other record (unit embeddings)")
+            for c, i in zip(self.wanted, self.ks)
+        )
+
+    @classmethod
+    def availability(cls, options: ScoreOptions) -> Availability:
+        try:
+            choose_backend(str(options.extra.get("knn_backend", "auto")), options.device)
+        except Exception as e:  # noqa: BLE001 - reported, not raised: availability is a question
+            return Availability(False, str(e), "pip install faiss-cpu")
+        if options.extra.get("knn_vectors"):
+            return Availability(True, f"vectors from column `{options.extra['knn_vectors']}`")
+        if importlib.util.find_spec("instructfast.models.embedder") is None:
+            return Availability(False, "the ONNX embedder is not part of this build", "or pass knn_vectors=COLUMN")
+        if importlib.util.find_spec("onnxruntime") is None:
+            return Availability(False, "onnxruntime is not installed", "pip install 'instructfast[models]'")
+        from ..models.registry import ModelNotFound, resolve
+
+        try:
+            src = resolve("embedder", options.models)
+        except ModelNotFound as e:
+            return Availability(False, str(e))
+        return Availability(True, src.describe())
+
+    def start(self) -> None:
+        from ..pool_index import RecordVectors, ReferencePool
+
+        opts = self.options
+        self.source = RecordVectors(self.vectors_column, models=opts.models, device=opts.device, threads=opts.threads)
+        self._parts: list[np.ndarray] = []
+        self._positions: list[np.ndarray] = []
+        self._rows = 0
+        self._pool = None
+        if self.pool_dir:
+            pool = ReferencePool.load(self.pool_dir)
+            if self.vectors_column is not None:
+                self.source.dim = pool.dim  # user vectors must then match the pool's dim
+            self.source.start()
+            pool.check_vectors(self.source.identity())
+            self._pool = pool
+            self._index = pool.index(**self.index_options)
+
+    # ------------------------------------------------------------ table as pool
+
+    def observe(self, batch: CanonicalBatch, nulls: NullCounter) -> None:
+        u, pos, reasons = self.source.encode(batch)
+        for r, n in reasons.items():
+            for c in self.wanted:
+                nulls.add(c, r, n)
+        self._parts.append(u)
+        self._positions.append(pos + self._rows)
+        self._rows += batch.num_rows
+
+    def finalize(self, nulls: NullCounter) -> dict[str, pa.Array]:
+        from ..neighbors import NeighborIndex
+
+        n = self._rows
+        pos = np.concatenate(self._positions) if self._positions else np.zeros(0, np.int64)
+        dim = self.source.dim or 0
+        vecs = np.concatenate(self._parts) if self._parts else np.zeros((0, dim), np.float32)
+        self._parts = []
+        kmax = max(self.ks)
+        members = vecs.shape[0]
+        dist = np.full((members, kmax), np.inf)
+        if members >= 2:
+            index = NeighborIndex(vecs, **self.index_options)
+            dist, _, self.report = index.search(
+                index.vectors, kmax, exclude="position", query_ids=np.arange(members), recall_ks=self.ks
+            )
+        return self._columns(n, pos, dist, members - 1, nulls)
+
+    # ------------------------------------------------------------ reference pool
+
+    def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
+        u, pos, reasons = self.source.encode(batch)
+        for r, n in reasons.items():
+            for c in self.wanted:
+                nulls.add(c, r, n)
+        kmax = max(self.ks)
+        exclude = "match" if self.table_in_pool else "none"
+        dist, _, rep = self._index.search(u, kmax, exclude=exclude, self_tol=self.self_tol, recall_ks=self.ks)
+        if self.report is None:
+            self.report = rep
+        else:
+            self.report.merge(rep)
+        if self.table_in_pool:
+            for c in self.wanted:
+                nulls.note(c, "row not found in the reference pool (nothing excluded)", rep.no_self_match)
+        eligible = self._pool.count - (1 if self.table_in_pool else 0)
+        return self._columns(batch.num_rows, pos, dist, eligible, nulls, rep)
+
+    # ------------------------------------------------------------ shared
+
+    def _columns(
+        self,
+        n: int,
+        pos: np.ndarray,
+        dist: np.ndarray,
+        eligible: int,
+        nulls: NullCounter,
+        rep: SearchReport | None = None,
+    ) -> dict[str, pa.Array]:
+        rep = rep if rep is not None else self.report
+        out: dict[str, pa.Array] = {}
+        for c, i in zip(self.wanted, self.ks):
+            vals = np.full(n, np.nan)
+            invalid = np.ones(n, dtype=bool)
+            if pos.size:
+                d = dist[:, i - 1]
+                vals[pos] = d
+                invalid[pos] = ~np.isfinite(d)
+                missing = int((~np.isfinite(d)).sum())
+                nulls.add(c, too_few(i, self._pool is not None) if eligible < i else NOT_FOUND, missing)
+            if rep is not None and not rep.exact:
+                nulls.note(c, rep.method, int(np.isfinite(vals).sum()))
+                nulls.note(c, f"recall@{i} check: true neighbours of sampled rows", rep.recall_checked.get(i, 0))
+                nulls.note(c, f"recall@{i} check: of those found by the approximate search", rep.recall_found.get(i, 0))
+            out[c] = masked(vals, invalid, pa.float64())
+        return out
