@@ -27,7 +27,7 @@ from .indicators.mtld import mtld, text_stats, tokenize
 from .io import read_table, scan_file, write_table
 from .rules import RULES, Rule, get_rule
 from .scoring import ScoreReport, Scorer, score
-from .selection import SelectionResult, select
+from .selection import SelectionResult, SubsetSearchResult, fit_rule, search_subset_size, select
 
 try:
     from importlib.metadata import version as _version
@@ -46,6 +46,9 @@ __all__ = [
     "get_rule",
     "select",
     "SelectionResult",
+    "fit_rule",
+    "search_subset_size",
+    "SubsetSearchResult",
     "describe_indicators",
     "mtld",
     "tokenize",

@@ -309,4 +309,7 @@ def _local_seeds(already_selected, pos: np.ndarray, n: int) -> np.ndarray:
     return local.astype(np.int64)
 
 
-__all__ = ["select", "SelectionResult", "resolve_budget", "METHODS"]
+from .fit import fit_rule  # noqa: E402  (after _as_table, which fit uses)
+from .subset_search import SubsetSearchResult, search_subset_size  # noqa: E402
+
+__all__ = ["select", "SelectionResult", "resolve_budget", "METHODS", "fit_rule", "search_subset_size", "SubsetSearchResult"]
