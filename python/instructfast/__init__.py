@@ -25,6 +25,8 @@ from .indicators import describe as describe_indicators
 from .indicators.base import ScoreOptions
 from .indicators.mtld import mtld, text_stats, tokenize
 from .io import read_table, scan_file, write_table
+from .neighbors import NeighborIndex, knn_distances
+from .pool_index import ReferencePool, build_pool
 from .rules import RULES, Rule, get_rule
 from .scoring import ScoreReport, Scorer, score
 from .selection import SelectionResult, SubsetSearchResult, fit_rule, search_subset_size, select
@@ -49,6 +51,10 @@ __all__ = [
     "fit_rule",
     "search_subset_size",
     "SubsetSearchResult",
+    "knn_distances",
+    "NeighborIndex",
+    "ReferencePool",
+    "build_pool",
     "describe_indicators",
     "mtld",
     "tokenize",
