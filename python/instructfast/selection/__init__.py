@@ -191,21 +191,16 @@ def select(
         msg = f"`method` must be one of {METHODS}, got {method!r}"
         raise ValueError(msg)
     table = _as_table(data)
-    cb, bar = _progress(progress)
-    try:
-        if method == "rule":
-            return _select_rule(table, k, fraction, seed, rule, score_column, columns, models, device, threads)
-        if method == "random":
-            n = table.num_rows
-            kk = resolve_budget(k, fraction, n)
-            pos = np.random.default_rng(seed).choice(n, size=kk, replace=False).astype(np.int64)
-            return SelectionResult(pos, table.take(pos), method, kk, seed, n, n)
-        return _select_vectors(
-            table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, cb
-        )
-    finally:
-        if bar is not None:
-            bar.close()
+    if method == "rule":
+        return _select_rule(table, k, fraction, seed, rule, score_column, columns, models, device, threads)
+    if method == "random":
+        n = table.num_rows
+        kk = resolve_budget(k, fraction, n)
+        pos = np.random.default_rng(seed).choice(n, size=kk, replace=False).astype(np.int64)
+        return SelectionResult(pos, table.take(pos), method, kk, seed, n, n)
+    return _select_vectors(
+        table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, progress
+    )
 
 
 def _as_table(data: Any) -> pa.Table:
@@ -220,15 +215,12 @@ def _as_table(data: Any) -> pa.Table:
     return to_reader(data).read_all()
 
 
-def _progress(progress: bool | Callable[[int], None]):
-    if callable(progress):
-        return progress, None
-    if progress:
-        from tqdm.auto import tqdm
+def _bar(show: bool, total: int, desc: str, unit: str):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
 
-        bar = tqdm(unit=" picks", desc="selecting", dynamic_ncols=True)
-        return bar.update, bar
-    return None, None
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
 
 
 def _select_rule(table, k, fraction, seed, rule, score_column, columns, models, device, threads) -> SelectionResult:
@@ -260,7 +252,7 @@ def _select_rule(table, k, fraction, seed, rule, score_column, columns, models, 
 
 
 def _select_vectors(
-    table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, cb
+    table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, progress
 ) -> SelectionResult:
     from .kcenter import kcenter_greedy
     from .kmeans_kcenter import kmeans_kcenter
@@ -272,21 +264,36 @@ def _select_vectors(
     elif embeddings is not None:
         x, valid = array_vectors(embeddings, n)
     else:
-        x, valid = embedder_vectors(table, columns=columns, models=models, device=device, threads=threads, progress=None)
-    u, pos, nulls = unit_rows(x, valid)
+        ebar = _bar(progress is True, n, "embedding", " rows")
+        try:
+            x, valid = embedder_vectors(
+                table, columns=columns, models=models, device=device, threads=threads, progress=ebar.update if ebar else None
+            )
+        finally:
+            if ebar is not None:
+                ebar.close()
+    u, pos, nulls = unit_rows(x, valid, missing="null output" if embeddings is None else "null embedding")
     del x
     backend = "torch" if device is not None and str(device).startswith("cuda") else "auto"
     if method == "kcenter":
         seeds = _local_seeds(already_selected, pos, n)
         kk = resolve_budget(k, fraction, pos.size - seeds.size)
-        local = kcenter_greedy(u, kk, already_selected=seeds, seed=seed, backend=backend, device=device, progress=cb)
-        chosen = pos[local]
-        return SelectionResult(chosen, table.take(chosen), method, kk, seed, int(pos.size), n, nulls)
-    if already_selected is not None:
-        msg = "`already_selected` is supported by the kcenter method only"
-        raise ValueError(msg)
-    kk = resolve_budget(k, fraction, pos.size)
-    local, km, quotas = kmeans_kcenter(u, kk, clusters=clusters, seed=seed, backend=backend, device=device, progress=cb)
+    else:
+        if already_selected is not None:
+            msg = "`already_selected` is supported by the kcenter method only"
+            raise ValueError(msg)
+        kk = resolve_budget(k, fraction, pos.size)
+    bar = _bar(progress is True, kk, "selecting", " picks")
+    cb = bar.update if bar is not None else (progress if callable(progress) else None)
+    try:
+        if method == "kcenter":
+            local = kcenter_greedy(u, kk, already_selected=seeds, seed=seed, backend=backend, device=device, progress=cb)
+            chosen = pos[local]
+            return SelectionResult(chosen, table.take(chosen), method, kk, seed, int(pos.size), n, nulls)
+        local, km, quotas = kmeans_kcenter(u, kk, clusters=clusters, seed=seed, backend=backend, device=device, progress=cb)
+    finally:
+        if bar is not None:
+            bar.close()
     chosen = pos[local]
     return SelectionResult(
         chosen, table.take(chosen), method, kk, seed, int(pos.size), n, nulls, clusters=km.labels[local], quotas=quotas

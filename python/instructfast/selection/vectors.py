@@ -70,19 +70,33 @@ def embedder_vectors(
     threads: int | None,
     progress: Callable[[int], None] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed instruction + input + output with the configured embedder (default all-MiniLM-L6-v2)."""
+    """Embed instruction + input + output with the configured embedder (default all-MiniLM-L6-v2).
+
+    A record whose output is null has nothing to judge: it is not embedded and counts as
+    missing (``valid`` False); empty text is embedded as it is.
+    """
     from ..columns import resolve_columns
     from ..models.embedder import embedding_texts, load_embedder
 
     resolved = resolve_columns(table.schema, columns)
     emb = load_embedder(models, device=device, threads=threads)
-    batch = resolved.canonical(table.combine_chunks().to_batches()[0]) if table.num_rows else None
-    texts = embedding_texts(batch) if batch is not None else []
-    x = emb.embed(texts, progress=progress) if texts else np.zeros((0, emb.dim), dtype=np.float32)
-    return np.asarray(x, dtype=np.float32), np.ones(table.num_rows, dtype=bool)
+    texts: list[str] = []
+    valid_parts = []
+    for batch in table.to_batches():
+        canon = resolved.canonical(batch)
+        texts.extend(embedding_texts(canon))
+        valid_parts.append(canon.output.is_valid().to_numpy(zero_copy_only=False))
+    valid = np.concatenate(valid_parts) if valid_parts else np.zeros(0, dtype=bool)
+    x = np.full((table.num_rows, emb.dim), np.nan, dtype=np.float32)
+    keep = np.flatnonzero(valid)
+    if keep.size:
+        x[keep] = emb.embed([texts[i] for i in keep], progress=progress)
+    return x, valid
 
 
-def unit_rows(x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def unit_rows(
+    x: np.ndarray, valid: np.ndarray, *, missing: str = "null embedding"
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Normalised rows of the usable records, their positions, and counts of the rest by reason.
 
     >>> x = np.array([[3.0, 4.0], [0.0, 0.0], [np.nan, 1.0]], dtype=np.float32)
@@ -92,7 +106,7 @@ def unit_rows(x: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     """
     nulls: dict[str, int] = {}
     if (~valid).any():
-        nulls["null embedding"] = int((~valid).sum())
+        nulls[missing] = int((~valid).sum())
     # One pass, no copies of x: a NaN/inf element makes the squared norm NaN/inf.
     sq = np.zeros(x.shape[0])
     with np.errstate(over="ignore", invalid="ignore"):
