@@ -226,6 +226,7 @@ def test_accepts_paths_dicts_and_readers(tmp_path):
 # ------------------------------------------------------------------------- the real embedder
 
 
+@pytest.mark.slow  # ~30 s on 2 cores: ORT session plus the sentence-transformers reference
 def test_kcenter_with_packaged_minilm_matches_sentence_transformers(sample_table):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
