@@ -249,3 +249,48 @@ def test_kcenter_with_packaged_minilm_matches_sentence_transformers(sample_table
     assert res.positions.tolist() == good[kcenter_greedy(ref.astype(np.float64), 8, seed=2)].tolist()
     km = select(t, k=6, method="kmeans-kcenter", clusters=2, seed=0)
     assert km.quotas.sum() == 6 and len(set(km.positions.tolist())) == 6 and 6 not in km.positions.tolist()
+
+
+# ------------------------------------------------------------------------- CLI
+
+
+def test_cli_select_writes_records_and_positions(tmp_path, capsys):
+    from instructfast.cli import main
+
+    rng = np.random.default_rng(RUN_SEED)
+    t, x = with_vectors(rng, n=120, d=5)
+    src = tmp_path / "scored.parquet"
+    pq.write_table(t, src)
+
+    assert main(["select", str(src), "-o", str(tmp_path / "top.jsonl"), "--top", "7", "--positions", str(tmp_path / "pos.csv")]) == 0
+    ref = select(t, k=7, method="rule")
+    got = instructfast.read_table(tmp_path / "top.jsonl")
+    assert got.column("instruction").to_pylist() == ref.table.column("instruction").to_pylist()
+    assert instructfast.read_table(tmp_path / "pos.csv").column("position").to_pylist() == ref.positions.tolist()
+    assert "selected 7 of 120 available rows" in capsys.readouterr().out
+
+    out = tmp_path / "kc.parquet"
+    assert main(["select", str(src), "-o", str(out), "--fraction", "0.1", "--method", "kcenter", "--embeddings", "emb",
+                 "--seed", "4", "--no-progress", "--already-selected", str(tmp_path / "pos.csv")]) == 0
+    ref = select(t, fraction=0.1, method="kcenter", embeddings="emb", seed=4, already_selected=ref.positions)
+    assert pq.read_table(out).column("instruction").to_pylist() == ref.table.column("instruction").to_pylist()
+
+    assert main(["select", str(src), "-o", str(tmp_path / "km.arrow"), "--top", "9", "--method", "kmeans-kcenter",
+                 "--embeddings", "emb", "--clusters", "3", "--positions", str(tmp_path / "km.parquet")]) == 0
+    pos = pq.read_table(tmp_path / "km.parquet")
+    ref = select(t, k=9, method="kmeans-kcenter", embeddings="emb", clusters=3)
+    assert pos.column("position").to_pylist() == ref.positions.tolist()
+    assert pos.column("cluster").to_pylist() == ref.clusters.tolist()
+
+
+def test_cli_select_errors(tmp_path, capsys):
+    from instructfast.cli import main
+
+    src = tmp_path / "plain.jsonl"
+    src.write_text('{"instruction": "a", "output": "b"}\n', encoding="utf-8")
+    assert main(["select", str(src), "-o", str(tmp_path / "o.jsonl"), "--top", "1"]) == 2
+    assert "which is not in the data" in capsys.readouterr().err
+    assert main(["select", str(src), "-o", str(tmp_path / "o.jsonl"), "--fraction", "2", "--method", "random"]) == 2
+    assert "0 < fraction <= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["select", str(src), "-o", str(tmp_path / "o.jsonl")])  # no budget

@@ -130,6 +130,36 @@ def _cmd_models(args: argparse.Namespace) -> int:
               + (f", packaged default ({slot.offline_default})" if slot.offline_default else ""))
         print(f"{'':<9} {state}")
         print(f"{'':<9} to get it: {slot.how_to_get}")
+        for cmd in slot.export_commands:
+            print(f"{'':<9} export: {cmd}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from .models.export import export
+
+    if Path(str(args.src)).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
+    t0 = time.perf_counter()
+    dest = export(
+        args.kind,
+        args.src,
+        args.dest,
+        max_length=args.max_length,
+        opset=args.opset,
+        revision=args.revision,
+        overwrite=args.overwrite,
+    )
+    m = json.loads((dest / "manifest.json").read_text())
+    v = m.get("verification", {})
+    print(
+        f"exported {args.kind} from {args.src} to {dest} in {time.perf_counter() - t0:.1f} s "
+        f"(opset {m['opset']}, max length {m['max_length']}); ONNX Runtime vs torch max |diff| "
+        f"{max(v.get('max_abs_diff_alone', 0), v.get('max_abs_diff_batched', 0)):.2g} (tolerance {v.get('tolerance')})"
+    )
     return 0
 
 
@@ -170,6 +200,52 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     if left:
         print("left out: " + "; ".join(f"{r}: {n}" for r, n in left.items()))
     print(f"wrote {out}  (score against it with --option knn_pool={out})")
+    return 0
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pyarrow as pa
+
+    from .io import read_table, write_table
+    from .selection import select
+
+    table = read_table(args.input, format=args.input_format)
+    seeds = None
+    if args.already_selected is not None:
+        st = read_table(args.already_selected)
+        if "position" not in st.column_names:
+            msg = f"{args.already_selected}: expected a `position` column (as --positions writes); found {st.column_names}"
+            raise ValueError(msg)
+        seeds = st.column("position").to_numpy(zero_copy_only=False)
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    t0 = time.perf_counter()
+    res = select(
+        table,
+        k=args.top,
+        fraction=args.fraction,
+        method=args.method,
+        seed=args.seed,
+        rule=args.rule,
+        score_column=args.score_column,
+        embeddings=args.embeddings,
+        already_selected=seeds,
+        clusters=args.clusters,
+        columns=_parse_map(args.columns),
+        models=_parse_map(args.models),
+        device=args.device,
+        threads=args.threads,
+        progress=show,
+    )
+    write_table(res.table, args.output, format=args.output_format)
+    print(res.summary() + f" in {time.perf_counter() - t0:.2f} s")
+    print(f"wrote {args.output}")
+    if args.positions is not None:
+        cols = {"position": pa.array(res.positions, pa.int64())}
+        if res.clusters is not None:
+            cols["cluster"] = pa.array(np.asarray(res.clusters), pa.int64())
+        write_table(pa.table(cols), args.positions)
+        print(f"wrote {args.positions}")
     return 0
 
 
@@ -223,6 +299,45 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list model slots, where each is looked for, and how to get it")
     m.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
     m.set_defaults(func=_cmd_models)
+
+    e = sub.add_parser("export", help="export a Hugging Face model to an ONNX folder (reward, UniEval, embedder)")
+    e.add_argument("kind", choices=("reward-pair", "reward-oasst", "unieval", "embedder"))
+    e.add_argument("--from", dest="src", required=True, help="local Hugging Face folder or hub id")
+    e.add_argument("--to", dest="dest", type=Path, required=True, help="output folder")
+    e.add_argument("--max-length", type=int, default=None, help="token window (default: the model's)")
+    e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    e.add_argument("--revision", default=None, help="hub revision")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --to folder")
+    e.set_defaults(func=_cmd_export)
+
+    sel = sub.add_parser("select", help="select a subset of a (scored) record file: rule top-k, k-center, 0.5%% coreset, random")
+    sel.add_argument("input", type=Path, help="record file, usually one written by `instructfast score`")
+    sel.add_argument("-o", "--output", type=Path, required=True, help="selected records; format from extension")
+    budget = sel.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--top", type=int, metavar="K", help="select K rows")
+    budget.add_argument("--fraction", type=float, metavar="F", help="select round(F * available rows), 0 < F <= 1")
+    sel.add_argument("--method", choices=("rule", "kcenter", "kmeans-kcenter", "random"), default="rule",
+                     help="rule: ascending predicted_log_loss (default); kcenter: farthest-first on embeddings; "
+                     "kmeans-kcenter: K-means then k-center per cluster (the 0.5%% paper); random")
+    sel.add_argument("--seed", type=int, default=0)
+    sel.add_argument("-r", "--rule", help="rule preset or JSON file to score with first (rule method, no score column)")
+    sel.add_argument("--score-column", default="predicted_log_loss", help="column the rule method ranks by (lower first)")
+    sel.add_argument("--embeddings", metavar="COLUMN", help="list column of vectors (default: embed with the embedder)")
+    sel.add_argument("--clusters", type=int, default=None, help="kmeans-kcenter clusters (default ceil(sqrt(budget)))")
+    sel.add_argument("--already-selected", type=Path, metavar="FILE",
+                     help="kcenter: file with a `position` column of rows already chosen")
+    sel.add_argument("--positions", type=Path, metavar="FILE",
+                     help="also write the selected row positions (and clusters) to FILE, format from extension")
+    sel.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
+    sel.add_argument("--models", help="model slots, e.g. embedder=/models/minilm")
+    sel.add_argument("--input-format", choices=FORMATS)
+    sel.add_argument("--output-format", choices=FORMATS)
+    sel.add_argument("-t", "--threads", type=int, default=None)
+    sel.add_argument("--device", default=None, help="cpu, cuda or cuda:N (embedder and k-center; default: auto)")
+    sg = sel.add_mutually_exclusive_group()
+    sg.add_argument("--progress", dest="progress", action="store_true", default=None)
+    sg.add_argument("--no-progress", dest="progress", action="store_false")
+    sel.set_defaults(func=_cmd_select)
 
     r = sub.add_parser("rules", help="list rule presets")
     r.set_defaults(func=_cmd_rules)
