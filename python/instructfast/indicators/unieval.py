@@ -1,0 +1,115 @@
+"""``naturalness``, ``coherence``, ``understandability``: UniEval dialog scores on ONNX Runtime.
+
+Each score is P(Yes) / (P(Yes) + P(No)) at the first decoder step of the T5
+``MingZhong/unieval-dialog`` (the exported graph returns only those two logits, so the
+score is ``sigmoid(logit_yes - logit_no)``). Boolean-QA inputs, verbatim from the UniEval
+repository:
+
+* naturalness: ``question: Is this a natural response in the dialogue? </s> response: {output}``
+* coherence: ``question: Is this a coherent response given the dialogue history? </s> response: {output} </s> dialogue history: {history}``
+* understandability: ``question: Is this an understandable response in the dialogue? </s> response: {output}``
+
+history = instruction (+ "\\n" + input when present) + "\\n\\n"; a multi-turn record's earlier
+turns come first, each on its own line. Inputs are truncated at 1024 tokens (the
+``max_length`` of the export), as UniEval does; truncated rows are counted in the report notes.
+
+Nulls (counted by reason): null output, empty output; for ``coherence`` also a null instruction.
+
+Options: ``unieval_token_budget``, ``unieval_max_rows``, ``unieval_slack``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..columns import CanonicalBatch
+from ..models.registry import resolve
+from .base import Availability, Indicator, NullCounter, OutputColumn, ScoreOptions, masked
+from .reward import EMPTY_OUTPUT, NULL_INSTRUCTION, NULL_OUTPUT, onnx_availability, prompts_of
+
+QUESTIONS = {
+    "naturalness": "question: Is this a natural response in the dialogue? </s> response: {output}",
+    "coherence": (
+        "question: Is this a coherent response given the dialogue history? </s> response: {output} "
+        "</s> dialogue history: {history}"
+    ),
+    "understandability": "question: Is this an understandable response in the dialogue? </s> response: {output}",
+}
+TRUNCATED = "input truncated at the UniEval window (1024 tokens)"
+
+
+def unieval_inputs(dimension: str, output: str, prompt: str | None = None) -> str:
+    """The UniEval dialog input for one dimension; ``prompt`` is instruction (+ "\\n" + input).
+
+    >>> unieval_inputs("coherence", "Paris.", "Capital of France?")
+    'question: Is this a coherent response given the dialogue history? </s> response: Paris. </s> dialogue history: Capital of France?\\n\\n'
+    """
+    history = "" if prompt is None else prompt + "\n\n"
+    return QUESTIONS[dimension].format(output=output, history=history)
+
+
+def yes_probability(logits: np.ndarray) -> np.ndarray:
+    """P(Yes)/(P(Yes)+P(No)) from [n, 2] (yes, no) logits, computed stably in float64.
+
+    >>> yes_probability(np.array([[2.0, 2.0], [0.0, -np.log(3.0)]])).round(6).tolist()
+    [0.5, 0.75]
+    """
+    d = logits[:, 1].astype(np.float64) - logits[:, 0].astype(np.float64)
+    return 1.0 / (1.0 + np.exp(d))
+
+
+class UniEval(Indicator):
+    name = "unieval"
+    models = ("unieval",)
+    columns = tuple(
+        OutputColumn(d, pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))") for d in QUESTIONS
+    )
+
+    @classmethod
+    def availability(cls, options: ScoreOptions) -> Availability:
+        return onnx_availability("unieval", options)[0]
+
+    def start(self) -> None:
+        from ..models.export import cached_export
+        from ..models.onnx_runtime import model_options, shared_model
+
+        folder = cached_export("unieval", resolve("unieval", self.options.models))
+        self.model = shared_model(
+            folder,
+            device=self.options.device,
+            threads=self.options.threads,
+            **model_options(self.options.extra, "unieval"),
+        )
+
+    def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
+        n = batch.num_rows
+        outs = batch.output.to_pylist()
+        prompts = prompts_of(batch) if "coherence" in self.wanted else [None] * n
+        base: list[str | None] = [None] * n
+        for i in range(n):
+            if outs[i] is None:
+                base[i] = NULL_OUTPUT
+            elif not outs[i].strip():
+                base[i] = EMPTY_OUTPUT
+        result: dict[str, pa.Array] = {}
+        for dim in self.wanted:
+            reason = list(base)
+            if dim == "coherence":
+                for i in range(n):
+                    if reason[i] is None and prompts[i] is None:
+                        reason[i] = NULL_INSTRUCTION
+            ok = [i for i in range(n) if reason[i] is None]
+            texts = [unieval_inputs(dim, outs[i], prompts[i]) for i in ok]
+            full, _ = self.model.encode(texts, truncate=False)
+            long = self.model.too_long(full)
+            nulls.note(dim, TRUNCATED, int(long.sum()))
+            ids = [x for x in full] if not long.any() else self.model.encode(texts, truncate=True)[0]
+            values = np.full(n, np.nan)
+            if ok:
+                values[ok] = yes_probability(self.model.run(ids))
+            for r in {x for x in reason if x}:
+                nulls.add(dim, r, reason.count(r))
+            bad = np.array([r is not None for r in reason], dtype=bool)
+            result[dim] = masked(values, bad, pa.float64())
+        return result

