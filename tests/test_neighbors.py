@@ -80,13 +80,16 @@ def test_many_duplicates_self_excluded_by_position(rng, backend):
     assert (got[25][:25] > 0).all()  # the 25th other row of a copy is no longer a copy
 
 
-def test_torch_equals_faiss(rng):
-    x = as_unit_vectors(rng.normal(size=(700, 48)))
+@pytest.mark.parametrize("rerank_on_device", [False, True])  # True: the CUDA code path, run on the CPU
+def test_torch_equals_faiss(rng, rerank_on_device):
+    x = clustered(rng, 700, 48)
     a, _ = knn_distances(x, [1, 6], backend="faiss")
-    b, rep = knn_distances(x, [1, 6], backend="torch", memory_mb=1)  # many small blocks
+    index = NeighborIndex(x, backend="torch", memory_mb=1)  # many small blocks
+    index.rerank_on_device = rerank_on_device
+    d, _, rep = index.search(x, 6, exclude="position", query_ids=np.arange(700))
     assert rep.method.startswith("exact (torch")
     for k in (1, 6):
-        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-14)  # same rows; float64 sums may round apart
+        np.testing.assert_allclose(a[k], d[:, k - 1], rtol=0, atol=1e-14)  # same rows; float64 sums may round apart
 
 
 def test_approximate_search_reports_measured_recall(rng):

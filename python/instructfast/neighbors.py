@@ -208,7 +208,7 @@ class NeighborIndex:
         nprobe: int | None = None,
         recall_target: float = DEFAULT_RECALL_TARGET,
         recall_sample: int = DEFAULT_RECALL_SAMPLE,
-        margin: int = 8,
+        margin: int = 4,
         block_rows: int = 16_384,
         memory_mb: int | None = None,
         seed: int = 0,
@@ -245,6 +245,8 @@ class NeighborIndex:
         self._rng = np.random.default_rng(seed)
         self.memory_mb = memory_mb or (2048 if self.device.startswith("cuda") else 256)
         self._torch_pool = None
+        # torch: re-rank on the GPU; on the CPU numpy's cache-sized blocks are faster
+        self.rerank_on_device = self.device.startswith("cuda")
         self.ivf = None if self.exact else ivf
         self.nlist = int(self.ivf.nlist) if self.ivf is not None else nlist
         self.nprobe = int(nprobe) if nprobe else None
@@ -361,7 +363,8 @@ class NeighborIndex:
         if self.backend == "torch":
             cand, d = self._torch_candidates(q, kc)
         else:
-            cand = self._faiss_candidates(q, kc, exact)
+            cand, d = self._faiss_candidates(q, kc, exact), None
+        if d is None:
             d = _exact_distances(q, self.vectors, cand)
         if exclude == "position":
             d[cand == qids[:, None]] = np.inf  # ids are unique per row: at most one entry
@@ -392,7 +395,8 @@ class NeighborIndex:
             _, ids = self.ivf.search(q, kc)
         return ids.astype(np.int64, copy=False)
 
-    def _torch_candidates(self, q: np.ndarray, kc: int) -> tuple[np.ndarray, np.ndarray]:
+    def _torch_candidates(self, q: np.ndarray, kc: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Top-kc ids by blocked matmul; on CUDA also their exact distances (computed on the device)."""
         import torch
 
         if self._torch_pool is None:
@@ -400,7 +404,7 @@ class NeighborIndex:
         pool = self._torch_pool
         rows = max(1, min(q.shape[0], (self.memory_mb << 20) // max(1, 4 * self.n)))
         ids_out = np.empty((q.shape[0], kc), dtype=np.int64)
-        d_out = np.empty((q.shape[0], kc), dtype=np.float64)
+        d_out = np.empty((q.shape[0], kc), dtype=np.float64) if self.rerank_on_device else None
         old = torch.get_float32_matmul_precision()
         torch.set_float32_matmul_precision("highest")  # TF32 ranking noise would exceed the margin
         try:
@@ -408,9 +412,10 @@ class NeighborIndex:
                 for s in range(0, q.shape[0], rows):
                     qt = torch.from_numpy(q[s : s + rows]).to(self.device)
                     top = torch.topk(qt @ pool.T, kc, dim=1).indices
-                    diff = qt.double()[:, None, :] - pool[top].double()
-                    d_out[s : s + rows] = diff.square_().sum(-1).sqrt_().cpu().numpy()
                     ids_out[s : s + rows] = top.cpu().numpy()
+                    if d_out is not None:
+                        diff = qt.double()[:, None, :] - pool[top].double()
+                        d_out[s : s + rows] = diff.square_().sum(-1).sqrt_().cpu().numpy()
         finally:
             torch.set_float32_matmul_precision(old)
         return ids_out, d_out
@@ -447,8 +452,8 @@ class NeighborIndex:
             report.recall_found[j] = report.recall_found.get(j, 0) + found[j]
 
 
-def _exact_distances(q: np.ndarray, pool: np.ndarray, ids: np.ndarray, rows: int = 1024) -> np.ndarray:
-    """``||q_r - pool[ids[r, j]]||`` in float64 (``inf`` where ``ids < 0``), in bounded blocks."""
+def _exact_distances(q: np.ndarray, pool: np.ndarray, ids: np.ndarray, rows: int = 128) -> np.ndarray:
+    """``||q_r - pool[ids[r, j]]||`` in float64 (``inf`` where ``ids < 0``); small blocks stay in cache."""
     out = np.empty(ids.shape, dtype=np.float64)
     for s in range(0, ids.shape[0], rows):
         blk = ids[s : s + rows]
