@@ -1,0 +1,175 @@
+"""kNN for ``knn_6`` on one GPU with torch only (GPU machines have no faiss): the torch matmul path.
+
+Usage (one command on a CUDA machine with torch and numpy)::
+
+    python bench/bench_knn_gpu.py --out DIR [--n 100000,1000000] [--dim 384] [--repeats 3]
+
+and, to check the plumbing on any machine (its numbers mean nothing)::
+
+    python bench/bench_knn_gpu.py --out /tmp/knn_gpu --device cpu --n 2000
+
+Workload: ``n`` random unit vectors x ``dim`` (Gaussian, L2-normalised, seed 0; 1% of the rows
+exact copies of others), k = 6, each row its own query with self excluded by position.
+
+Providers:
+
+* ``instructfast_torch``: :class:`instructfast.neighbors.NeighborIndex` with ``backend="torch"``:
+  blocked ``queries @ pool.T`` + ``topk`` on the device, exact float64 re-ranking on the device,
+  self exclusion. ``first`` includes moving the pool to the device; ``warm`` is a repeat search.
+* ``torch_topk_floor``: the same blocked matmul + topk alone (no re-ranking, no exclusion): the floor.
+
+Checked: the 6th-neighbour distance of 500 sampled rows against a float64 brute force on the
+device (fraction within 1e-6). Also recorded: peak device memory (``torch.cuda.max_memory_allocated``).
+
+Results: ``<out>/knn_gpu.csv`` in the long format of ``bench/_common.py`` (the ``cpu`` column holds
+the device name) and a table on stdout. The package need not be installed: only
+``instructfast/neighbors.py`` and ``errors.py`` are loaded from ``<repo>/python`` (no pyarrow,
+no C++ extension, no faiss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+import _common  # noqa: E402  (standard library only)
+
+K = 6
+SAMPLE = 500
+
+
+def _import_neighbors():
+    """``instructfast.neighbors`` from the source tree without the package's ``__init__``."""
+    name, folder = "instructfast", REPO / "python" / "instructfast"
+    if name not in sys.modules:
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(folder)]
+        pkg.__package__ = name
+        sys.modules[name] = pkg
+    return importlib.import_module("instructfast.neighbors")
+
+
+def _vectors(n: int, dim: int):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = np.empty((n, dim), dtype=np.float32)
+    for s in range(0, n, 65_536):  # float32 chunks: no n x dim float64 temporary
+        x[s : s + 65_536] = rng.standard_normal((min(65_536, n - s), dim), dtype=np.float32)
+    dup = rng.choice(n, n // 100, replace=False)
+    x[dup] = x[rng.integers(0, n, dup.size)]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--n", default="100000,1000000", help="comma-separated pool sizes")
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--memory-mb", type=int, default=8192, help="bytes for one block's [rows, n] similarities")
+    a = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    nb = _import_neighbors()
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        print("no CUDA device visible to torch", file=sys.stderr)
+        return 2
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(dev)
+
+    name = torch.cuda.get_device_name(dev) if cuda else _common.cpu_model()
+    info = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "git_sha": _common.git_sha(),
+            "load1": os.getloadavg()[0], "cores": _common.cores()}
+    print(json.dumps(info))
+    rows, table = [], []
+    for n in [int(s) for s in a.n.split(",")]:
+        x = _vectors(n, a.dim)
+        cfg = {"dim": a.dim, "k": K, "device": a.device, "memory_mb": a.memory_mb,
+               "workload": "random unit vectors, 1% duplicates"}
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(dev)
+        index = nb.NeighborIndex(x, backend="torch", device=a.device, memory_mb=a.memory_mb)
+        ids = np.arange(n)
+        t0 = time.perf_counter()
+        d, _, _ = index.search(x, K, exclude="position", query_ids=ids)
+        sync()
+        first = time.perf_counter() - t0
+        warm = []
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            d, _, _ = index.search(x, K, exclude="position", query_ids=ids)
+            sync()
+            warm.append(time.perf_counter() - t0)
+        peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else float("nan")
+
+        # floor: the same blocked matmul + topk, nothing else
+        pool = index._torch_pool
+        block = max(1, (a.memory_mb << 20) // (4 * n))
+        floor = []
+        for _ in range(a.repeats):
+            sync()
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for s in range(0, n, block):
+                    torch.topk(pool[s : s + block] @ pool.T, K + 1 + index.margin, dim=1)
+            sync()
+            floor.append(time.perf_counter() - t0)
+
+        # check: 6th distance of sampled rows against float64 brute force on the device
+        pick = np.sort(np.random.default_rng(1).choice(n, min(SAMPLE, n), replace=False))
+        with torch.inference_mode():
+            p64 = pool.double()
+            dd = torch.cdist(p64[torch.from_numpy(pick).to(dev)], p64)
+            dd[torch.arange(pick.size, device=dev), torch.from_numpy(pick).to(dev)] = float("inf")
+            truth = torch.topk(dd, K, dim=1, largest=False).values[:, K - 1].cpu().numpy()
+            del p64, dd
+        ok = float((np.abs(d[pick, K - 1] - truth) <= 1e-6).mean())
+
+        w = np.array(warm)
+        f = np.array(floor)
+        base = {"indicator": "knn", "mode": "exact", "x": n, "config_json": cfg, "cpu": name}
+        rows += [
+            {**base, "provider": "instructfast_torch", "metric": "seconds_first", "unit": "s", "p50": first},
+            {**base, "provider": "instructfast_torch", "metric": "seconds", "unit": "s", "p50": float(np.median(w)),
+             "p20": float(np.quantile(w, 0.2)), "p80": float(np.quantile(w, 0.8))},
+            {**base, "provider": "instructfast_torch", "metric": "kth_within_1e-6_of_float64", "unit": "fraction", "p50": ok},
+            {**base, "provider": "instructfast_torch", "metric": "peak_device_memory", "unit": "MiB", "p50": peak},
+            {**base, "provider": "torch_topk_floor", "metric": "seconds", "unit": "s", "p50": float(np.median(f)),
+             "p20": float(np.quantile(f, 0.2)), "p80": float(np.quantile(f, 0.8))},
+        ]
+        line = {"n": n, "first_s": round(first, 3), "warm_s": round(float(np.median(w)), 3),
+                "floor_s": round(float(np.median(f)), 3), "kth_ok": ok, "peak_mib": round(peak, 1)}
+        table.append(line)
+        print(json.dumps(line), flush=True)
+        del index, pool, x
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = _common.append_results(a.out / "knn_gpu.csv", rows)
+    print(f"wrote {path}")
+    print("| n | first search s | warm search s | matmul+topk floor s | 6th dist ok | peak MiB |")
+    print("|---|---|---|---|---|---|")
+    for t in table:
+        print(f"| {t['n']:,} | {t['first_s']} | {t['warm_s']} | {t['floor_s']} | {t['kth_ok']:.4f} | {t['peak_mib']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
