@@ -16,6 +16,7 @@ Tokenizers are trained offline with ``tokenizers`` on the sample records.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
@@ -54,7 +55,7 @@ def tiny_deberta_pair(dest: Path, *, seed: int = 0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=64,
-        max_position_embeddings=128,
+        max_position_embeddings=256,
         relative_attention=True,
         position_buckets=32,
         pos_att_type=["p2c", "c2p"],
@@ -155,4 +156,35 @@ def tiny_t5(dest: Path, *, seed: int = 0) -> Path:
         initializer_factor=1.0,
     )
     T5ForConditionalGeneration(cfg).eval().save_pretrained(dest)
+    return dest
+
+
+_BUILDERS = {"reward-pair": tiny_deberta_pair, "reward-oasst": tiny_oasst, "unieval": tiny_t5}
+_ROOT: Path | None = None
+
+
+def _root() -> Path:
+    global _ROOT
+    if _ROOT is None:
+        import atexit
+        import tempfile
+
+        _ROOT = Path(tempfile.mkdtemp(prefix="instructfast-tiny-"))
+        atexit.register(shutil.rmtree, _ROOT, True)
+    return _ROOT
+
+
+@functools.lru_cache(maxsize=None)
+def hf_folder(kind: str) -> Path:
+    """The tiny Hugging Face folder for an export kind (built once per process)."""
+    return _BUILDERS[kind](_root() / f"hf-{kind}")
+
+
+@functools.lru_cache(maxsize=None)
+def exported(kind: str) -> Path:
+    """The tiny model of ``kind`` exported through the CLI (`instructfast export`), once per process."""
+    from instructfast.cli import main
+
+    dest = _root() / f"onnx-{kind}"
+    assert main(["export", kind, "--from", str(hf_folder(kind)), "--to", str(dest)]) == 0
     return dest
