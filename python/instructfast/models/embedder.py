@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import pyarrow.compute as pc
 
 from ..columns import CanonicalBatch
 from .export import cached_export
@@ -102,8 +101,11 @@ def embedding_texts(batch: CanonicalBatch) -> list[str]:
     >>> embedding_texts(b)
     ['Add.\\n2+2\\n4', 'Hi']
     """
-    joined = pc.binary_join_element_wise(batch.prompt_text(), batch.output, "\n", null_handling="skip")
-    return [t if t is not None else "" for t in joined.to_pylist()]
+    # (pyarrow's binary_join_element_wise(null_handling="skip") drops trailing all-null rows
+    # in pyarrow 26: joined here in Python, which costs nothing next to the model)
+    prompts = batch.prompt_text().to_pylist()
+    outputs = batch.output.to_pylist()
+    return ["\n".join(x for x in (p, o) if x is not None) for p, o in zip(prompts, outputs)]
 
 
 # -- loading and the export cache ---------------------------------------------------------
