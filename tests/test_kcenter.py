@@ -41,14 +41,47 @@ def _unit(rng, n, d, dtype=np.float64):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)
 
 
+@pytest.mark.parametrize("strategy", ["lazy", "full"])
 @pytest.mark.parametrize("n,d,k", [(500, 8, 40), (1234, 37, 60), (300, 384, 25)])
-def test_same_picks_as_brute_force(n, d, k):
+def test_same_picks_as_brute_force(n, d, k, strategy):
     rng = np.random.default_rng([RUN_SEED, n])
     x = _unit(rng, n, d)
     first = int(rng.integers(n))
-    got = kcenter_greedy(x, k, start=first, backend="numpy")
+    got = kcenter_greedy(x, k, start=first, backend="numpy", strategy=strategy)
     assert got.dtype == np.int64
     assert got.tolist() == brute_farthest_first(x, k, first), RUN_SEED
+
+
+def _clustered(rng, n, d, centres=20, spread=0.15):
+    c = _unit(rng, centres, d)
+    x = c[rng.integers(0, centres, n)] + spread * rng.standard_normal((n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("pool,ratio", [(1, 1.0), (7, 0.0), (64, 0.05), (64, 1e9), (500, 1.0)])
+@pytest.mark.parametrize("data", ["uniform", "clustered", "duplicates"])
+def test_lazy_bounds_give_the_brute_force_picks(monkeypatch, pool, ratio, data):
+    # Small pools and every catch-up policy, so rebuilds, stale bounds and catch-ups all happen.
+    import instructfast.selection.kcenter as kc
+
+    monkeypatch.setattr(kc, "POOL_ROWS", pool)
+    monkeypatch.setattr(kc, "CATCH_UP_RATIO", ratio)  # 0: catch up at every rebuild; 1e9: never
+    monkeypatch.setattr(kc, "_CENTRE_CHUNK", 5)
+    rng = np.random.default_rng([RUN_SEED, pool])
+    if data == "uniform":
+        x = _unit(rng, 700, 12)
+    elif data == "clustered":
+        x = _clustered(rng, 700, 12)
+    else:
+        x = np.repeat(_clustered(rng, 100, 6), 7, axis=0)[rng.permutation(700)]  # each point 7 times
+    got = kcenter_greedy(x, 45, start=5, strategy="lazy", backend="numpy")
+    assert got.tolist() == kcenter_greedy(x, 45, start=5, strategy="full", backend="numpy").tolist()
+    # duplicates: copies tie exactly, and the lowest position must win, as in the reference
+    assert got.tolist() == brute_farthest_first(x, 45, 5), RUN_SEED
+    seeds = rng.choice(700, 9, replace=False)
+    assert kcenter_greedy(x, 30, already_selected=seeds, strategy="lazy").tolist() == kcenter_greedy(
+        x, 30, already_selected=seeds, strategy="full"
+    ).tolist()
 
 
 def test_float32_picks_are_farthest_up_to_rounding():
@@ -118,6 +151,7 @@ def test_seeded_start_and_progress():
         ({"k": 2, "already_selected": [10]}, r"`already_selected` positions must be in \[0, 10\), got 10"),
         ({"k": 2, "start": -1}, r"`start` must be a row position"),
         ({"k": 2, "backend": "cupy"}, r"`backend` must be one of"),
+        ({"k": 2, "strategy": "fast"}, r"`strategy` must be 'lazy' or 'full'"),
     ],
 )
 def test_errors(kwargs, match):
