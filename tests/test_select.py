@@ -134,6 +134,8 @@ def test_kcenter_column_is_farthest_first_on_unit_vectors(fixed):
     u = x / np.linalg.norm(x, axis=1, keepdims=True)
     assert res.positions.tolist() == kcenter_greedy(u, 25, seed=3).tolist()
     assert select(t, k=25, method="kcenter", embeddings=x, seed=3).positions.tolist() == res.positions.tolist()
+    chunked = pa.concat_tables([t.slice(0, 250), t.slice(250, 100), t.slice(350)])  # sliced chunks, offsets
+    assert select(chunked, k=25, method="kcenter", embeddings="emb", seed=3).positions.tolist() == res.positions.tolist()
     assert res.nulls == {} and res.available == 600
 
 

@@ -44,10 +44,13 @@ def column_vectors(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray
             bad = int(np.flatnonzero(valid & (lengths != d))[0])
             msg = f"embeddings column `{column}`: row {bad} has {int(lengths[bad])} values, row 0 of the valid rows has {d}"
             raise SchemaError(msg)
+    if valid.all():  # the common case: one float32 buffer, a view of Arrow's where the type allows
+        values = arr.flatten().cast(pa.float32()).to_numpy(zero_copy_only=False)  # element nulls -> NaN
+        return values.reshape(n, d), valid
     out = np.full((n, d), np.nan, dtype=np.float32)
     if valid.any():
         dense = arr.filter(pa.array(valid)).flatten()  # only the valid rows' values, in order
-        values = dense.cast(pa.float32()).to_numpy(zero_copy_only=False)  # element nulls -> NaN
+        values = dense.cast(pa.float32()).to_numpy(zero_copy_only=False)
         out[valid] = values.reshape(-1, d)
     return out, valid
 
