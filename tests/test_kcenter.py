@@ -159,6 +159,15 @@ def test_errors(kwargs, match):
         kcenter_greedy(np.ones((10, 3)), **kwargs)
 
 
+def test_non_finite_vectors_are_an_error():
+    x = np.ones((6, 3))
+    x[4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or inf values in 1 rows \(first: row 4\)"):
+        kcenter_greedy(x, 2)
+    with pytest.raises(ValueError, match=r"2-d array"):
+        kcenter_greedy(np.ones(5), 2)
+
+
 # ------------------------------------------------------------------------- quotas
 
 

@@ -110,6 +110,11 @@ def kcenter_greedy(
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= free:
         msg = f"`k` must be an integer in [1, {free}] ({n} rows, {seeds.size} already selected), got {k!r}"
         raise ValueError(msg)
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(np.einsum("ij,ij->i", x, x)) if x.size else np.ones(n, dtype=bool)
+    if not finite.all():
+        msg = f"`vectors` has NaN or inf values in {int((~finite).sum())} rows (first: row {int(np.argmin(finite))}); drop or fix them"
+        raise ValueError(msg)
     if start is not None and not 0 <= start < n:
         msg = f"`start` must be a row position in [0, {n}), got {start}"
         raise ValueError(msg)
