@@ -25,6 +25,8 @@ from .indicators import describe as describe_indicators
 from .indicators.base import ScoreOptions
 from .indicators.mtld import mtld, text_stats, tokenize
 from .io import read_table, scan_file, write_table
+from .models.embedder import load_embedder
+from .models.export import export
 from .neighbors import NeighborIndex, knn_distances
 from .pool_index import ReferencePool, build_pool
 from .rules import RULES, Rule, get_rule
@@ -40,6 +42,8 @@ except Exception:  # pragma: no cover - running from a source tree without metad
 
 __all__ = [
     "score",
+    "export",
+    "load_embedder",
     "Scorer",
     "ScoreReport",
     "ScoreOptions",
