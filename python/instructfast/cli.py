@@ -152,6 +152,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         opset=args.opset,
         revision=args.revision,
         overwrite=args.overwrite,
+        fuse=args.fuse,
     )
     m = json.loads((dest / "manifest.json").read_text())
     v = m.get("verification", {})
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
     e.add_argument("--revision", default=None, help="hub revision")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --to folder")
+    e.add_argument("--no-fuse", dest="fuse", action="store_false", help="keep the plain graph (no ORT kernel fusion)")
     e.set_defaults(func=_cmd_export)
 
     sel = sub.add_parser("select", help="select a subset of a (scored) record file: rule top-k, k-center, 0.5%% coreset, random")

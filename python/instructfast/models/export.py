@@ -187,12 +187,10 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
         msg = f"unknown export kind {kind!r}; kinds: {list(BUILDERS)}"
         raise ValueError(msg)
     dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        if not overwrite:
-            msg = f"{dest} exists and is not empty (pass overwrite=True / --overwrite to replace it)"
-            raise ExportError(msg)
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    busy = dest.exists() and any(dest.iterdir())
+    if busy and not overwrite:
+        msg = f"{dest} exists and is not empty (pass overwrite=True / --overwrite to replace it)"
+        raise ExportError(msg)
     opset = int(opset or DEFAULT_OPSET)
     src_s = str(src)
     t0 = time.perf_counter()
@@ -202,6 +200,9 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
         where = "local folder" if Path(src_s).exists() else "hub id (needs hub access; HF_HUB_OFFLINE must be unset)"
         msg = f"cannot load {src_s!r} as a {where} for a {kind} export: {e}"
         raise ExportError(msg) from e
+    if busy:  # only once the source has loaded: a failed load leaves the old folder alone
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     graph.module.eval()
 
     tok = graph.tokenizer
