@@ -116,11 +116,24 @@ def faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
 
+def _torch_cuda() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def choose_backend(backend: str = "auto", device: str | None = None) -> tuple[str, str]:
-    """``(backend, device)``: torch on a CUDA device, else faiss when installed, else torch on CPU."""
+    """``(backend, device)``: torch on a CUDA device, else faiss when installed, else torch on CPU.
+
+    ``device=None`` means CUDA when torch sees one (GPU brute force beats faiss on the CPU).
+    """
     if backend not in ("auto", "faiss", "torch"):
         msg = f"`knn_backend` must be 'auto', 'faiss' or 'torch', got {backend!r}"
         raise ValueError(msg)
+    if device is None and backend != "faiss" and _torch_cuda():
+        device = "cuda"
     cuda = device is not None and str(device).startswith("cuda")
     if backend == "auto":
         backend = "torch" if cuda or not faiss_available() else "faiss"
@@ -221,7 +234,10 @@ class NeighborIndex:
         self.vectors = np.ascontiguousarray(v, dtype=np.float32)
         self.n, self.dim = self.vectors.shape
         if self.n:
-            dev = np.abs(np.einsum("ij,ij->i", self.vectors, self.vectors, dtype=np.float64) - 1.0)
+            dev = np.empty(self.n)
+            for s in range(0, self.n, 8192):  # float64 in blocks: no full-size float64 copy
+                blk = self.vectors[s : s + 8192].astype(np.float64)
+                dev[s : s + 8192] = np.abs(np.einsum("ij,ij->i", blk, blk) - 1.0)
             if not np.isfinite(dev).all() or dev.max() > 1e-3:
                 r = int(np.argmax(np.where(np.isfinite(dev), dev, np.inf)))
                 msg = f"vectors must be unit-normalised (row {r} has squared norm 1{dev[r]:+.2e}); use as_unit_vectors()"

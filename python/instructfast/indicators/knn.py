@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
-from ..neighbors import DEFAULT_EXACT_MAX, DEFAULT_RECALL_SAMPLE, DEFAULT_RECALL_TARGET, SearchReport, choose_backend
+from ..neighbors import DEFAULT_EXACT_MAX, DEFAULT_RECALL_SAMPLE, DEFAULT_RECALL_TARGET, SearchReport
 from .base import Availability, Indicator, NullCounter, OutputColumn, ScoreOptions, masked
 
 _COLUMN = re.compile(r"^knn_(\d+)$")
@@ -58,7 +58,8 @@ def too_few(i: int, pool: bool) -> str:
     return f"fewer than {i + 1} rows with embeddings in the pool"
 
 
-NOT_FOUND = "approximate search found fewer than i neighbours"
+def not_found(i: int) -> str:
+    return f"approximate search found fewer than {i} neighbours"
 
 
 def _flag(value: object, name: str) -> bool:
@@ -117,23 +118,23 @@ class Knn(Indicator):
             "threads": options.threads,
             "seed": int(ex.get("knn_seed", 0)),
         }
-        choose_backend(self.index_options["backend"], options.device)  # fail fast on a bad combination
+        if self.index_options["backend"] not in ("auto", "faiss", "torch"):
+            msg = f"`knn_backend` must be 'auto', 'faiss' or 'torch', got {self.index_options['backend']!r}"
+            raise ValueError(msg)
         if self.pool_dir:
             self.scope = "row"  # type: ignore[misc]  # each row depends only on itself and the fixed pool
         self.report: SearchReport | None = None  # the search(es) of this run, for Python callers
 
     def output_columns(self) -> tuple[OutputColumn, ...]:
         return tuple(
-            OutputColumn(c, pa.float64(), f"distance to the {i}th nearest other record (unit embeddings)")
+            OutputColumn(c, pa.float64(), f"distance to the nearest other record number {i} (unit embeddings)")
             for c, i in zip(self.wanted, self.ks)
         )
 
     @classmethod
     def availability(cls, options: ScoreOptions) -> Availability:
-        try:
-            choose_backend(str(options.extra.get("knn_backend", "auto")), options.device)
-        except Exception as e:  # noqa: BLE001 - reported, not raised: availability is a question
-            return Availability(False, str(e), "pip install faiss-cpu")
+        if importlib.util.find_spec("faiss") is None and importlib.util.find_spec("torch") is None:
+            return Availability(False, "neither faiss nor torch is installed", "pip install faiss-cpu")
         if options.extra.get("knn_vectors"):
             return Availability(True, f"vectors from column `{options.extra['knn_vectors']}`")
         if importlib.util.find_spec("instructfast.models.embedder") is None:
@@ -149,9 +150,13 @@ class Knn(Indicator):
         return Availability(True, src.describe())
 
     def start(self) -> None:
+        from ..neighbors import choose_backend
         from ..pool_index import RecordVectors, ReferencePool
 
         opts = self.options
+        # resolved once, before any embedding: a bad backend/device fails now, not after the pass
+        backend, device = choose_backend(self.index_options["backend"], opts.device)
+        self.index_options.update(backend=backend, device=device)
         self.source = RecordVectors(self.vectors_column, models=opts.models, device=opts.device, threads=opts.threads)
         self._parts: list[np.ndarray] = []
         self._positions: list[np.ndarray] = []
@@ -236,7 +241,7 @@ class Knn(Indicator):
                 vals[pos] = d
                 invalid[pos] = ~np.isfinite(d)
                 missing = int((~np.isfinite(d)).sum())
-                nulls.add(c, too_few(i, self._pool is not None) if eligible < i else NOT_FOUND, missing)
+                nulls.add(c, too_few(i, self._pool is not None) if eligible < i else not_found(i), missing)
             if rep is not None and not rep.exact:
                 nulls.note(c, rep.method, int(np.isfinite(vals).sum()))
                 nulls.note(c, f"recall@{i} check: true neighbours of sampled rows", rep.recall_checked.get(i, 0))
