@@ -127,6 +127,26 @@ def test_batch_invariance_alone_vs_mixed(smol, sample_records):
 
 
 @needs_smollm2
+def test_shared_template_prefix_runs_once_and_changes_nothing(smol, sample_records):
+    from instructfast.models.lm_scorer import Encoded, LMScorer
+
+    rows = [r for r in sample_records if r["output"].strip() and not r.get("input") and len(r["output"]) < 400][:10]
+    shared = LMScorer(smol, token_budget=2048)
+    plain = LMScorer(smol, token_budget=2048, share_prefix=False)
+    enc = [Encoded(shared.tokenize([prompt_of(r)])[0], shared.tokenize([r["output"]])[0]) for r in rows]
+    groups = shared._groups(enc, np.arange(len(enc)))
+    assert len(groups) == 1
+    preamble = len(shared.tokenize([ALPACA.split("{instruction}")[0]])[0])
+    assert shared._shared_prefix(enc, groups[0]) >= preamble - 1  # the whole template preamble is shared
+    s1, c1 = shared.logprob_sums(enc)
+    s0, c0 = plain.logprob_sums(enc)
+    assert (c1 == c0).all()
+    np.testing.assert_allclose(np.exp(-s1 / c1), np.exp(-s0 / c0), rtol=2e-5)
+    ref = [hf_row(smol.model, smol.tokenizer, prompt_of(r), r["output"], bos=[])[0] for r in rows]
+    np.testing.assert_allclose(np.exp(-s1 / c1), ref, rtol=1e-4)
+
+
+@needs_smollm2
 def test_nulls_and_overflow(smol):
     rows = [
         {"instruction": "Say hi", "input": "", "output": "hello " * 100},

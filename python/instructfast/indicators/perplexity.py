@@ -11,7 +11,9 @@ format string with ``{instruction}`` and ``{input}``), ``lm_token_budget`` (padd
 batch, default 8192 on CPU, 65536 on CUDA), ``lm_max_rows`` (64), ``lm_pad_slack`` (padding allowed per batch as a fraction of real
 tokens: 0.05 on CPU, where the forward pass is compute-bound, 0.5 on CUDA), ``lm_max_length`` (the
 model's window), ``on_overflow`` ("null" default: an output that alone does not fit the window
-gives null; "truncate": score its first tokens), ``lm_dtype`` ("float32", "bfloat16", "float16").
+gives null; "truncate": score its first tokens), ``lm_dtype`` ("float32", "bfloat16", "float16"), ``lm_share_prefix`` (True: the prompt
+template's preamble, shared by every row, runs through the model once per group of rows
+instead of once per row; exact, since attention is causal).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class _LMIndicator(Indicator):
             max_rows=int(ex.get("lm_max_rows", 64)),
             max_length=ex.get("lm_max_length"),
             slack=float(ex.get("lm_pad_slack", 0.5 if dev.startswith("cuda") else 0.05)),
+            share_prefix=str(ex.get("lm_share_prefix", True)).lower() not in ("false", "0", "no"),
         )
         self.template = PromptTemplate.named(str(ex.get("prompt_template", "alpaca")))
         self.on_overflow = str(ex.get("on_overflow", "null"))
