@@ -97,9 +97,9 @@ class Tokens(_LMIndicator):
     )
 
     def start(self) -> None:
-        from ..models.causal_lm import load_causal_lm
+        from ..models.causal_lm import load_lm_tokenizer
 
-        self.tok = load_causal_lm(resolve("lm", self.options.models), device="cpu").tokenizer
+        self.tok = load_lm_tokenizer(resolve("lm", self.options.models))
 
     def _count(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         texts = arr.to_pylist()

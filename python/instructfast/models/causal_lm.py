@@ -22,6 +22,7 @@ from .registry import ModelSource, cache_dir
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, str, str], "LoadedLM"] = {}
+_tokenizers: dict[tuple[str, str, str], Any] = {}
 
 
 @dataclass
@@ -93,6 +94,28 @@ def gguf_to_folder(gguf: str | os.PathLike[str], cache: Path | None = None) -> P
     return target
 
 
+def _folder_of(source: ModelSource) -> str:
+    if source.kind == "gguf":
+        return str(gguf_to_folder(source.location))
+    if source.kind in ("hf-folder", "hub-id"):
+        return source.location
+    msg = f"{source.describe()}: a causal LM must be a Hugging Face folder, a hub id or a .gguf file"
+    raise ValueError(msg)
+
+
+def load_lm_tokenizer(source: ModelSource) -> Any:
+    """The LM's tokenizer alone (token counts need no weights); reuses a loaded model's."""
+    transformers = _require_transformers()
+    with _lock:
+        for key, lm in _loaded.items():
+            if key[0] == source.location:
+                return lm.tokenizer
+        key = (source.location, "tokenizer", "")
+        if key not in _tokenizers:
+            _tokenizers[key] = transformers.AutoTokenizer.from_pretrained(_folder_of(source))
+        return _tokenizers[key]
+
+
 def load_causal_lm(source: ModelSource, *, device: str = "cpu", dtype: str | None = None) -> LoadedLM:
     """Load (once per process) the model and tokenizer for ``source`` in eval mode."""
     transformers = _require_transformers()
@@ -102,13 +125,7 @@ def load_causal_lm(source: ModelSource, *, device: str = "cpu", dtype: str | Non
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        if source.kind == "gguf":
-            folder = str(gguf_to_folder(source.location))
-        elif source.kind in ("hf-folder", "hub-id"):
-            folder = source.location
-        else:
-            msg = f"{source.describe()}: a causal LM must be a Hugging Face folder, a hub id or a .gguf file"
-            raise ValueError(msg)
+        folder = _folder_of(source)
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
             dtype or ("bfloat16" if device.startswith("cuda") else "float32")
         )
