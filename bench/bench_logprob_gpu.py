@@ -27,8 +27,9 @@ of both kernels at N = 16k, V = 128k (d = 4096), to re-tune the launchers' defau
 Timings: ``triton.testing.do_bench`` (L2 flushed between runs), quantiles 0.5/0.2/0.8, ms.
 
 Results: ``DIR/logprob_gpu.csv`` in the long format (indicator, provider, mode, metric, unit, x,
-p50, p20, p80, config_json, device, cores, git_sha, timestamp; rows upserted by indicator,
-provider, mode, metric, x, config_json) and a table on stdout.
+p50, p20, p80, config_json, cpu (here: the GPU's name), cores, git_sha, timestamp; rows upserted
+by indicator, provider, mode, metric, x, config_json, as ``bench/_common.py`` writes every
+results file) and a table on stdout.
 
 The kernels are imported from this checkout (``kernels.logprob``), so the package need not be
 installed. ``--smoke`` runs a tiny grid on CPU through the Triton interpreter with a wall-clock
@@ -38,13 +39,11 @@ timer: it checks the script's plumbing on a machine without a GPU, its numbers m
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import gc
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,12 +51,9 @@ from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+import _common  # noqa: E402  (standard library only, so it runs on the GPU machine too)
 
-COLUMNS = (
-    "indicator", "provider", "mode", "metric", "unit", "x", "p50", "p20", "p80",
-    "config_json", "device", "cores", "git_sha", "timestamp",
-)
-KEY = ("indicator", "provider", "mode", "metric", "x", "config_json")
 QUANTILES = [0.5, 0.2, 0.8]
 GIB = 2**30
 MIB = 2**20
@@ -91,58 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- machine, CSV
 
 
-def git_sha() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    return f"{sha}-dirty" if dirty else (sha or "uncommitted")
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def config_json(config: dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True, separators=(",", ":"))
-
-
 def _cell(v: Any) -> str:
     if v is None:
         return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Upsert ``rows`` into the long-format CSV at ``path`` by :data:`KEY` (atomic rewrite)."""
-    existing: list[dict[str, str]] = []
-    if path.is_file():
-        with open(path, newline="", encoding="utf-8") as fh:
-            existing = [{c: r.get(c) or "" for c in COLUMNS} for r in csv.DictReader(fh)]
-    index = {tuple(r[k] for k in KEY): i for i, r in enumerate(existing)}
-    for row in rows:
-        out = {c: _cell(row.get(c)) for c in COLUMNS}
-        key = tuple(out[k] for k in KEY)
-        if key in index:
-            existing[index[key]] = out
-        else:
-            index[key] = len(existing)
-            existing.append(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(existing)
-    os.replace(tmp, path)
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -180,7 +128,8 @@ class Bench:
             raise SystemExit("no CUDA device: run on a GPU machine, or pass --smoke for a CPU plumbing check")
         self.dev = torch.device("cpu" if self.smoke else "cuda")
         self.device_name = "cpu (triton interpreter)" if self.smoke else torch.cuda.get_device_name()
-        self.common = {"device": self.device_name, "cores": cores(), "git_sha": git_sha(),
+        # the results format's `cpu` column names the processor the numbers come from: here the GPU
+        self.common = {"cpu": self.device_name, "cores": _common.cores(), "git_sha": _common.git_sha(),
                        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         self.rows: list[dict[str, Any]] = []
         self.with_chunked = not args.no_chunked
@@ -196,7 +145,7 @@ class Bench:
 
     def add(self, indicator, provider, metric, unit, x, config, p50, p20=None, p80=None) -> None:
         row = {"indicator": indicator, "provider": provider, "mode": "forward", "metric": metric,
-               "unit": unit, "x": x, "p50": p50, "p20": p20, "p80": p80, "config_json": config_json(config)}
+               "unit": unit, "x": x, "p50": p50, "p20": p20, "p80": p80, "config_json": _common.config_json(config)}
         row.update(self.common)
         self.rows.append(row)
 
@@ -434,7 +383,7 @@ class Bench:
                 self.sweep_logprob(copy_gbs)
                 self.sweep_fused()
         path = out_dir / "logprob_gpu.csv"
-        write_csv(path, self.rows)
+        _common.append_results(path, self.rows)
         print()
         print_table(self.rows)
         print(f"\nwrote {len(self.rows)} rows to {path}")

@@ -70,6 +70,21 @@ def _time_passes(fn, repeats: int) -> tuple[list[float], list[float], int]:
         gc.enable()
 
 
+def lexicalrichness_pass(texts: list[str], threshold: float = THRESHOLD) -> int:
+    """What a lexicalrichness user runs per text (words, terms, MTLD); returns the word total."""
+    from lexicalrichness import LexicalRichness
+
+    words = 0
+    for t in texts:
+        lr = LexicalRichness(t)
+        w = lr.words
+        lr.terms
+        if w:  # mtld() raises ZeroDivisionError on a text without words
+            lr.mtld(threshold=threshold)
+        words += w
+    return words
+
+
 def _worker(provider: str, parquet: str, n: int, repeats: int, threads: int) -> dict:
     import pyarrow.parquet as pq
 
@@ -97,18 +112,9 @@ def _worker(provider: str, parquet: str, n: int, repeats: int, threads: int) -> 
 
             extra["words"] = int(fn()["words"].sum())
         elif provider == "lexicalrichness":
-            from lexicalrichness import LexicalRichness
 
             def fn():
-                words = 0
-                for t in texts:
-                    lr = LexicalRichness(t)
-                    w = lr.words
-                    lr.terms
-                    if w:  # mtld() raises ZeroDivisionError on a text without words
-                        lr.mtld(threshold=THRESHOLD)
-                    words += w
-                return words
+                return lexicalrichness_pass(texts)
 
             extra["words"] = fn()
         elif provider == "lexical_diversity":
