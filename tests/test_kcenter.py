@@ -97,6 +97,21 @@ def test_float32_picks_are_farthest_up_to_rounding():
     assert len(set(got.tolist())) == got.size
 
 
+@pytest.mark.parametrize("strategy", ["lazy", "full"])
+def test_working_memory_is_linear_in_rows(strategy):
+    # 200k x 8: an N x k distance matrix would be 200k x 300 x 4 B = 229 MiB; O(N) state is a few MiB.
+    import tracemalloc
+
+    rng = np.random.default_rng(RUN_SEED)
+    x = _unit(rng, 200_000, 8, np.float32)
+    seeds = rng.choice(200_000, 300, replace=False)
+    tracemalloc.start()
+    kcenter_greedy(x, 300, already_selected=seeds, strategy=strategy, backend="numpy")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, peak  # O(N) vectors (bounds, counters, ||x||^2) + 16 MiB distance blocks
+
+
 def test_block_boundaries_do_not_matter(monkeypatch):
     import instructfast.selection.kcenter as kc
 

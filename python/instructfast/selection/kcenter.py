@@ -40,6 +40,7 @@ Progress = Callable[[int], None]
 """Called with the number of points just selected (``tqdm.update`` fits)."""
 
 _BLOCK_BYTES = 32 << 20  # rows per block: ~32 MiB of vectors, so the per-block temporaries stay in cache
+_TEMP_BYTES = 16 << 20  # bound on a rows x centres distance block (small d would otherwise mean huge blocks)
 
 
 def kcenter_greedy(
@@ -169,7 +170,7 @@ def _kcenter_numpy(x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, 
             np.minimum(mind[a:b], t, out=mind[a:b])
 
     if seeds.size:
-        _lower_by_set(x, sq, seeds, mind, block)
+        _lower_by_set(x, sq, seeds, mind, max(1, min(block, _TEMP_BYTES // (256 * x.itemsize))))
         mind[seeds] = -np.inf
     out = np.empty(k, dtype=np.int64)
     for i in range(k):
@@ -249,7 +250,7 @@ def _kcenter_lazy(x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, p
     dtype = np.float64 if x.dtype == np.float64 else np.float32
     x = np.ascontiguousarray(x, dtype=dtype)
     n, d = x.shape
-    rows_per_block = max(1, _BLOCK_BYTES // max(1, d * x.itemsize) // 4)
+    rows_per_block = max(1, min(_BLOCK_BYTES // max(1, d * x.itemsize) // 4, _TEMP_BYTES // (_CENTRE_CHUNK * x.itemsize)))
     sq = np.einsum("ij,ij->i", x, x)
     bound = np.full(n, np.inf, dtype=dtype)  # >= true squared distance to the chosen set
     seen = np.zeros(n, dtype=np.int64)  # bound[i] accounts for centres[:seen[i]]
