@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow  # shares the tiny exports with test_export.py
 
 def _records(n: int = 24) -> list[dict]:
     """Random real records (fresh each run) plus edge rows: null/empty output, empty input, long text."""
-    recs = load_sample_records()
+    # short enough for the tiny models' 256-token windows (the long edge row tests overflow)
+    recs = [r for r in load_sample_records() if len(r["instruction"] + (r.get("input") or "") + r["output"]) < 500]
     rows = random.sample(recs, n)
     rows += [
         {"instruction": "Say hi.", "input": "", "output": None},
@@ -215,3 +216,22 @@ def test_rule_v3_end_to_end():
             continue
         want = r.intercept + sum(c * row[k] for k, c in r.coefficients.items())
         assert row["predicted_log_loss"] == pytest.approx(want, abs=1e-9)
+
+
+def test_rule_v1_end_to_end_with_knn_and_lm_tokens():
+    """v1 needs reward (tiny ONNX), output_tokens (the LM tokenizer) and knn_6 (packaged MiniLM + faiss)."""
+    rows = [r for r in _records(16) if r["instruction"] and r["output"] and r["output"].strip()]
+    models = {"reward": str(exported("reward-pair"))}
+    out = instructfast.score(pa.Table.from_pylist(rows), rule="instructmining-v1", models=models,
+                             indicators=["reward"])
+    r = instructfast.get_rule("instructmining-v1")
+    assert set(r.coefficients) == {"reward", "output_tokens", "knn_6"}
+    got = out.to_pylist()
+    assert sum(row["predicted_log_loss"] is not None for row in got) >= len(rows) // 2  # rows past the tiny window are null
+    for row in got:
+        if any(row[k] is None for k in r.coefficients):
+            assert row["predicted_log_loss"] is None
+            continue
+        want = r.intercept + sum(c * row[k] for k, c in r.coefficients.items())
+        assert row["predicted_log_loss"] == pytest.approx(want, abs=1e-9)
+        assert 0.0 <= row["knn_6"] <= 2.0 and row["output_tokens"] > 0

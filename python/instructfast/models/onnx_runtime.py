@@ -136,9 +136,9 @@ class OnnxModel:
     device, threads, inter_threads, spin
         See :func:`make_session`.
     token_budget, max_rows, slack
-        Batching policy (:func:`instructfast.batching.length_buckets`); defaults suit the
-        device: a small padding slack on a CPU (compute-bound, padding is lost time), big
-        batches on a GPU.
+        Batching policy (:func:`instructfast.batching.length_buckets`); the defaults suit the
+        device: 8192 tokens, 64 rows and 5% padding slack on a CPU (compute-bound: padding
+        is lost time), 65536 tokens, 256 rows and 50% on a GPU. ``slack=None``: no limit.
     """
 
     def __init__(
@@ -151,7 +151,7 @@ class OnnxModel:
         spin: bool | None = None,
         token_budget: int | None = None,
         max_rows: int | None = None,
-        slack: float | None = -1.0,
+        slack: float | None | str = "auto",
     ) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(folder)
@@ -166,7 +166,7 @@ class OnnxModel:
         self.on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
         self.token_budget = int(token_budget or (65_536 if self.on_gpu else 8192))
         self.max_rows = int(max_rows or (256 if self.on_gpu else 64))
-        self.slack = (0.5 if self.on_gpu else 0.05) if slack == -1.0 else slack
+        self.slack = (0.5 if self.on_gpu else 0.05) if slack == "auto" else slack
         self._tok_trunc = load_tokenizer(self.folder, truncate_at=self.max_length)
         self._tok_full = load_tokenizer(self.folder, truncate_at=None)
 
