@@ -11,10 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import pyarrow as pa
-
 from ..errors import IndicatorUnavailableError
-from .base import Availability, Indicator, OutputColumn, PlannedIndicator, ScoreOptions
+from .base import Availability, Indicator, ScoreOptions
 from .knn import Knn
 from .perplexity import Perplexity, Tokens
 from .reward import Reward
