@@ -53,7 +53,7 @@ SLOTS: dict[str, ModelSlot] = {
             "reward model for the `reward` indicator",
             "OpenAssistant/oasst-rm-2.1-pythia-1.4b-epoch-2.5",
             "",
-            "on a machine with hub access run one of the export commands below, copy DIR here, then pass "
+            "on a machine with hub access run one of the export commands, copy DIR here, then pass "
             "--models reward=DIR (or set INSTRUCTFAST_MODEL_REWARD=DIR); a local Hugging Face folder of either "
             "model also works (exported into the cache on first use)",
             (
@@ -68,7 +68,7 @@ SLOTS: dict[str, ModelSlot] = {
             "UniEval dialog T5 for naturalness, coherence, understandability",
             "MingZhong/unieval-dialog",
             "",
-            "on a machine with hub access run the export command below, copy DIR here, then pass "
+            "on a machine with hub access run the export command, copy DIR here, then pass "
             "--models unieval=DIR (or set INSTRUCTFAST_MODEL_UNIEVAL=DIR)",
             ("instructfast export unieval --from MingZhong/unieval-dialog --to models/unieval-dialog",),
         ),
@@ -176,4 +176,6 @@ def resolve(slot: str, models: Mapping[str, str] | None = None) -> ModelSource:
     if info.offline_default:
         looked += f", packaged default ({info.offline_default})"
     msg = f"no {slot} model: looked in {looked}; to get one: {info.how_to_get}"
+    if info.export_commands:
+        msg += "; export commands: " + " | ".join(c.split("   #")[0] for c in info.export_commands)
     raise ModelNotFound(msg)
