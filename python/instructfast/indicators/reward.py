@@ -74,6 +74,15 @@ def onnx_availability(slot: str, options: ScoreOptions) -> tuple[Availability, M
     return Availability(True, src.describe()), src
 
 
+def load_onnx_slot(slot: str, options: ScoreOptions):
+    """The shared ONNX model filling ``slot`` (exported into the cache first when given an HF folder)."""
+    from ..models.export import cached_export
+    from ..models.onnx_runtime import model_options, shared_model
+
+    folder = cached_export(slot, resolve(slot, options.models))
+    return shared_model(folder, device=options.device, threads=options.threads, **model_options(options.extra, slot))
+
+
 def prompts_of(batch: CanonicalBatch) -> list[str | None]:
     """instruction (+ "\\n" + input), after the earlier turns of a multi-turn record."""
     prompt = batch.prompt_text().to_pylist()
@@ -93,16 +102,7 @@ class Reward(Indicator):
         return onnx_availability("reward", options)[0]
 
     def start(self) -> None:
-        from ..models.export import cached_export
-        from ..models.onnx_runtime import model_options, shared_model
-
-        folder = cached_export("reward", resolve("reward", self.options.models))
-        self.model = shared_model(
-            folder,
-            device=self.options.device,
-            threads=self.options.threads,
-            **model_options(self.options.extra, "reward"),
-        )
+        self.model = load_onnx_slot("reward", self.options)
         if not self.model.kind.startswith("reward-"):
             msg = f"{folder} holds a {self.model.kind!r} export, not a reward model"
             raise ValueError(msg)

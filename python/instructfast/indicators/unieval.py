@@ -24,9 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
-from ..models.registry import resolve
 from .base import Availability, Indicator, NullCounter, OutputColumn, ScoreOptions, masked
-from .reward import EMPTY_OUTPUT, NULL_INSTRUCTION, NULL_OUTPUT, onnx_availability, prompts_of
+from .reward import EMPTY_OUTPUT, NULL_INSTRUCTION, NULL_OUTPUT, load_onnx_slot, onnx_availability, prompts_of
 
 QUESTIONS = {
     "naturalness": "question: Is this a natural response in the dialogue? </s> response: {output}",
@@ -71,16 +70,7 @@ class UniEval(Indicator):
         return onnx_availability("unieval", options)[0]
 
     def start(self) -> None:
-        from ..models.export import cached_export
-        from ..models.onnx_runtime import model_options, shared_model
-
-        folder = cached_export("unieval", resolve("unieval", self.options.models))
-        self.model = shared_model(
-            folder,
-            device=self.options.device,
-            threads=self.options.threads,
-            **model_options(self.options.extra, "unieval"),
-        )
+        self.model = load_onnx_slot("unieval", self.options)
 
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         n = batch.num_rows
