@@ -36,7 +36,10 @@ install-test: $(VENV)/.test
 demo: $(VENV)/.core
 	$(VENV)/bin/instructfast indicators
 	$(VENV)/bin/instructfast score $(SAMPLE) -o demo_out/alpaca_gpt4_sample.scored.parquet --restart
-	@echo "demo output: demo_out/alpaca_gpt4_sample.scored.parquet"
+	$(VENV)/bin/instructfast select demo_out/alpaca_gpt4_sample.scored.parquet -o demo_out/diverse_10pct.jsonl \
+		--fraction 0.1 --method kmeans-kcenter --positions demo_out/diverse_10pct.positions.csv
+	@echo "demo output: demo_out/alpaca_gpt4_sample.scored.parquet (every indicator with an offline model)"
+	@echo "             demo_out/diverse_10pct.jsonl (a diverse 10% by k-means + k-center on MiniLM embeddings)"
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q
