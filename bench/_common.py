@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -83,6 +84,23 @@ def ram_gib() -> float:
     except OSError:
         pass
     return math.nan
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat", encoding="ascii") as fh:
+        v = [int(x) for x in fh.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)  # busy (all but idle and iowait), total
+
+
+def busy_cpus(interval: float = 1.0) -> float:
+    """CPUs kept busy by everything on the machine over ``interval`` s (NaN off Linux)."""
+    try:
+        b0, t0 = _cpu_times()
+        time.sleep(interval)
+        b1, t1 = _cpu_times()
+    except OSError:
+        return math.nan
+    return (b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1)
 
 
 def git_sha() -> str:

@@ -136,29 +136,12 @@ def _worker(provider: str, parquet: str, n: int, repeats: int, threads: int) -> 
             **extra}
 
 
-def _cpu_times() -> tuple[int, int]:
-    with open("/proc/stat", encoding="ascii") as fh:
-        v = [int(x) for x in fh.readline().split()[1:]]
-    return sum(v) - v[3] - v[4], sum(v)  # busy (all but idle and iowait), total
-
-
-def busy_cpus(interval: float = 1.0) -> float:
-    """CPUs kept busy by everything on the machine over ``interval`` s (NaN off Linux)."""
-    try:
-        b0, t0 = _cpu_times()
-        time.sleep(interval)
-        b1, t1 = _cpu_times()
-    except OSError:
-        return math.nan
-    return (b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1)
-
-
 def wait_quiet(max_wait: float, limit: float = QUIET_CPUS) -> float:
     """Wait (at most ``max_wait`` s) until other work uses under ``limit`` CPUs; return the last reading."""
     deadline = time.monotonic() + max_wait
-    busy = busy_cpus()
+    busy = _common.busy_cpus()
     while busy >= limit and time.monotonic() < deadline:
-        busy = busy_cpus()
+        busy = _common.busy_cpus()
     return busy
 
 

@@ -285,23 +285,6 @@ def _common_maxrss_mb() -> float:
 # ============================================================================ parent
 
 
-def busy_cpus(interval: float = 1.0) -> float:
-    """CPUs kept busy by everything on the machine over ``interval`` s (NaN off Linux)."""
-
-    def snap():
-        with open("/proc/stat", encoding="ascii") as fh:
-            v = [int(x) for x in fh.readline().split()[1:]]
-        return sum(v) - v[3] - v[4], sum(v)
-
-    try:
-        b0, t0 = snap()
-        time.sleep(interval)
-        b1, t1 = snap()
-    except OSError:
-        return math.nan
-    return (b1 - b0) / max(t1 - t0, 1) * (os.cpu_count() or 1)
-
-
 def _run(args: list[str], what: str) -> None:
     proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -310,7 +293,7 @@ def _run(args: list[str], what: str) -> None:
 
 def run_worker(provider: str, workload: Path, repeats: int, tmp: Path) -> dict:
     result = tmp / f"{provider}.json"
-    busy = busy_cpus()
+    busy = _common.busy_cpus()
     t0 = time.perf_counter()
     _run(["--worker", provider, "--workload", str(workload), "--result", str(result), "--repeats", str(repeats)],
          f"worker {provider}")
