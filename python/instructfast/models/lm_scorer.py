@@ -7,9 +7,9 @@ at the positions that predict output tokens go through the LM head, via the fuse
 log-probability op, so full-vocabulary logits never exist for the batch.
 
 Rows that start with the same tokens (every row of a prompt template shares its preamble)
-run that shared prefix through the model once per batch: its keys and values are computed
-for one row and broadcast to the batch, and only the rest of each row goes through the
-layers. Causal attention makes this exact (the prefix's states do not depend on what
+are grouped, and the group's shared prefix runs through the model once: its keys and values
+are computed for one row and broadcast to each batch of the group, and only the rest of each
+row goes through the layers. Causal attention makes this exact (the prefix's states do not depend on what
 follows); on a CPU, where the forward pass is compute-bound, the preamble is a quarter of
 the tokens of an Alpaca record.
 """
@@ -114,7 +114,7 @@ def _batch_view(cache, rows: int):
 class LMScorer:
     """Sums of log p(target | context) for many rows, batched by length under a token budget.
 
-    ``share_prefix``: run a token prefix shared by a batch's rows once (see the module notes);
+    ``share_prefix``: run a token prefix shared by a group's rows once (see the module notes);
     ``min_shared`` is the shortest prefix worth it. Rows are first grouped by their first
     ``group_tokens`` context tokens so that rows of one template land in the same batches.
     """
