@@ -14,13 +14,13 @@ Two scopes:
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Mapping
 
 import pyarrow as pa
 
+from .._cores import available_cores
 from ..columns import CanonicalBatch
 
 
@@ -84,12 +84,7 @@ class ScoreOptions:
 
     @property
     def resolved_threads(self) -> int:
-        if self.threads is not None:
-            return self.threads
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # pragma: no cover - non-Linux
-            return max(1, os.cpu_count() or 1)
+        return self.threads if self.threads is not None else available_cores()
 
 
 class NullCounter:

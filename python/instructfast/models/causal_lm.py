@@ -8,7 +8,6 @@ dequantising GGUF on every load takes tens of seconds; later loads read the fold
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError
-from .registry import ModelSource, cache_dir
+from .registry import ModelSource, cache_dir, sha256_file
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, str, str], "LoadedLM"] = {}
@@ -52,21 +51,13 @@ def _require_transformers():
     return transformers
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def gguf_to_folder(gguf: str | os.PathLike[str], cache: Path | None = None) -> Path:
     """Convert a GGUF causal LM to a Hugging Face folder once; return the cached folder."""
     transformers = _require_transformers()
     import torch
 
     src = Path(gguf)
-    target = (cache or cache_dir()) / "lm" / f"{src.stem}-{_file_digest(src)}"
+    target = (cache or cache_dir()) / "lm" / f"{src.stem}-{sha256_file(src)[:16]}"
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

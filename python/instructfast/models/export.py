@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import InstructfastError, MissingDependencyError
 from .onnx_runtime import FORMAT, MANIFEST, OnnxModel, read_manifest
-from .registry import ModelSource, cache_dir
+from .registry import ModelSource, cache_dir, sha256_file
 
 KINDS = ("reward-pair", "reward-oasst", "unieval", "embedder")
 DEFAULT_OPSET = 18
@@ -68,14 +68,6 @@ class ExportError(InstructfastError, RuntimeError):
 
 class ExportVerificationError(ExportError):
     """ONNX Runtime's outputs (or the runtime's token ids) differ from the torch model's."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _require_torch() -> None:

@@ -27,18 +27,12 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .._cores import available_cores
 from ..batching import length_buckets
 from ..errors import ImplementationFallbackWarning, MissingDependencyError
 
 MANIFEST = "manifest.json"
 FORMAT = "instructfast-onnx"
-
-
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:

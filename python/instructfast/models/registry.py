@@ -13,6 +13,7 @@ it needs hub access at run time, which these build machines do not have).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -108,6 +109,15 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "instructfast"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's content (cache keys and export manifests)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def classify(spec: str) -> SourceKind:
