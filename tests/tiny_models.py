@@ -9,7 +9,9 @@ code is tested on models of the same architectures built from configs:
   OpenAssistant ``GPTNeoXRewardModel`` layout (``gpt_neox.*`` + ``out_proj.*`` weights,
   ``model_type: gpt_neox_reward_model``), with a byte-level BPE that knows
   ``<|prompter|>``, ``<|assistant|>``, ``<|endoftext|>``;
-* :func:`tiny_t5`: a T5 with a SentencePiece-style (Metaspace) BPE that has "Yes" and "No".
+* :func:`tiny_t5`: a T5 with a SentencePiece-style (Metaspace) BPE that has "Yes" and "No";
+* :func:`tiny_bert_embedder` / :func:`tiny_distilbert_embedder`: sentence-embedding bodies
+  (BERT: exported packed; DistilBERT: exported padded) with the MiniLM tokenizer.
 
 Tokenizers are trained offline with ``tokenizers`` on the sample records.
 """
@@ -45,10 +47,7 @@ def tiny_deberta_pair(dest: Path, *, seed: int = 0) -> Path:
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
     torch.manual_seed(seed)
-    src = minilm_folder()
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(src / f, dest / f)
+    _copy_minilm_tokenizer(dest)
     cfg = DebertaV2Config(
         vocab_size=30522,
         hidden_size=32,
@@ -66,6 +65,43 @@ def tiny_deberta_pair(dest: Path, *, seed: int = 0) -> Path:
         initializer_range=0.2,
     )
     DebertaV2ForSequenceClassification(cfg).eval().save_pretrained(dest)
+    return dest
+
+
+def _copy_minilm_tokenizer(dest: Path) -> None:
+    src = minilm_folder()
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(src / f, dest / f)
+
+
+def tiny_bert_embedder(dest: Path, *, seed: int = 0) -> Path:
+    """A 2-layer BertModel (hidden 48, 4 heads) with large random weights: differences show."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    _copy_minilm_tokenizer(dest)
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        max_position_embeddings=128,
+        initializer_range=0.2,
+    )
+    BertModel(cfg).eval().save_pretrained(dest)
+    return dest
+
+
+def tiny_distilbert_embedder(dest: Path, *, seed: int = 0) -> Path:
+    """A 2-layer DistilBertModel: not a BertModel, so its export keeps the padded graph."""
+    from transformers import DistilBertConfig, DistilBertModel
+
+    torch.manual_seed(seed)
+    _copy_minilm_tokenizer(dest)
+    cfg = DistilBertConfig(vocab_size=30522, dim=48, n_layers=2, n_heads=4, hidden_dim=96, max_position_embeddings=128)
+    DistilBertModel(cfg).eval().save_pretrained(dest)
     return dest
 
 
@@ -159,7 +195,13 @@ def tiny_t5(dest: Path, *, seed: int = 0) -> Path:
     return dest
 
 
-_BUILDERS = {"reward-pair": tiny_deberta_pair, "reward-oasst": tiny_oasst, "unieval": tiny_t5}
+_BUILDERS = {
+    "reward-pair": tiny_deberta_pair,
+    "reward-oasst": tiny_oasst,
+    "unieval": tiny_t5,
+    "embedder-bert": tiny_bert_embedder,
+    "embedder-distilbert": tiny_distilbert_embedder,
+}
 _ROOT: Path | None = None
 
 
@@ -186,5 +228,6 @@ def exported(kind: str) -> Path:
     from instructfast.cli import main
 
     dest = _root() / f"onnx-{kind}"
-    assert main(["export", kind, "--from", str(hf_folder(kind)), "--to", str(dest)]) == 0
+    export_kind = kind.split("-")[0] if kind.startswith("embedder") else kind
+    assert main(["export", export_kind, "--from", str(hf_folder(kind)), "--to", str(dest)]) == 0
     return dest

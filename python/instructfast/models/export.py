@@ -203,20 +203,14 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
         msg = f"{src_s}: the tokenizer did not save a tokenizer.json"
         raise ExportVerificationError(msg)
 
-    # trace on a 2 x 16 batch: neither axis may be specialised to 1
-    ids = torch.full((2, 16), int(tok.pad_token_id or 0), dtype=torch.long)
-    enc = tok(["hello world " * 8, "a b c " * 8], truncation=True, max_length=16, padding="max_length")
-    ids = torch.tensor(enc["input_ids"], dtype=torch.long)
-    mask = torch.tensor(enc["attention_mask"], dtype=torch.long)
-    mask[1, 10:] = 0
-    args: tuple = (ids, mask)
-    if "token_type_ids" in graph.input_names:
-        args = (ids, mask, torch.zeros_like(ids))
-    batch = torch.export.Dim("batch")
-    seq = torch.export.Dim("sequence")
-    dyn = {name: {0: batch, 1: seq} for name in graph.input_names}
+    args, dyn = _trace_inputs(graph, tok)
     n_bytes = sum(p.numel() * p.element_size() for p in graph.module.parameters())
-    with torch.no_grad():
+    schemas = contextlib.nullcontext()
+    if graph.translations:
+        from .packed_bert import contrib_schemas
+
+        schemas = contrib_schemas()
+    with torch.no_grad(), schemas:
         program = torch.onnx.export(
             graph.module,
             args,
@@ -225,12 +219,18 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
             output_names=graph.output_names,
             dynamic_shapes=dyn,
             opset_version=opset,
+            custom_translation_table=graph.translations,
             verbose=False,
         )
     external = n_bytes > _TWO_GB
     plain = dest / "model.unfused.onnx"
     program.save(str(plain), external_data=external)
-    fusions = _fuse_for_ort(plain, dest / "model.onnx", external) if fuse else None
+    if graph.translations:  # the graph already holds ORT's fused kernels
+        fusions = None
+        written = _contrib_nodes(plain)
+    else:
+        fusions = _fuse_for_ort(plain, dest / "model.onnx", external) if fuse else None
+        written = None
     if fusions is None:
         _move_model(plain, dest / "model.onnx")
 
@@ -250,6 +250,8 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
         "outputs": graph.output_names,
         "max_length": int(graph.max_length),
         "pad_id": int(tok.pad_token_id) if tok.pad_token_id is not None else 0,
+        "layout": graph.layout,
+        **({"session": graph.session} if graph.session else {}),
         **graph.extra,
         "exported_with": {
             "torch": torch.__version__,
@@ -257,7 +259,7 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
             "onnxruntime": _version("onnxruntime"),
             "exporter": "torch.onnx.export(dynamo=True)",
         },
-        "graph_fusions": fusions or {},
+        "graph_fusions": fusions or ({"written": written} if written else {}),
     }
     if verify:
         try:
@@ -275,6 +277,36 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
     manifest["export_seconds"] = round(time.perf_counter() - t0, 1)
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return dest
+
+
+def _trace_inputs(graph, tok) -> tuple[tuple, dict]:
+    """Example inputs and dynamic axes for the exporter; no traced axis may be 1 (it would be
+    specialised), and no two axes of a packed graph may be equal."""
+    import torch
+
+    if graph.layout == "packed":
+        rows = [tok("hello world " * 8, truncation=True, max_length=16)["input_ids"], tok("a b c d e f g h")["input_ids"]]
+        return graph.example(rows), graph.dynamic_shapes
+    enc = tok(["hello world " * 8, "a b c " * 8], truncation=True, max_length=16, padding="max_length")
+    ids = torch.tensor(enc["input_ids"], dtype=torch.long)
+    mask = torch.tensor(enc["attention_mask"], dtype=torch.long)
+    mask[1, 10:] = 0
+    args: tuple = (ids, mask)
+    if "token_type_ids" in graph.input_names:
+        args = (ids, mask, torch.zeros_like(ids))
+    batch = torch.export.Dim("batch")
+    seq = torch.export.Dim("sequence")
+    return args, {name: {0: batch, 1: seq} for name in graph.input_names}
+
+
+def _contrib_nodes(path: Path) -> dict[str, int]:
+    """Counts of ONNX Runtime contrib nodes (com.microsoft) in a written graph."""
+    import collections
+
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    return dict(collections.Counter(n.op_type for n in g.node if n.domain == "com.microsoft"))
 
 
 def _move_model(src: Path, dest: Path) -> None:
@@ -349,6 +381,7 @@ def verify_folder(dest: Path, graph, manifest: dict) -> dict:
         ok = [i for i, x in enumerate(ids) if len(x) > 0]
         batched = rt.run([ids[i] for i in ok], None if types is None else [types[i] for i in ok])
         alone = np.stack([rt.run([ids[i]], None if types is None else [types[i]])[0] for i in ok])
+        reference = graph.reference if graph.reference is not None else graph.module
         with torch.no_grad():
             ref = []
             for i in ok:
@@ -356,7 +389,7 @@ def verify_folder(dest: Path, graph, manifest: dict) -> dict:
                 a = [x, torch.ones_like(x)]
                 if "token_type_ids" in graph.input_names:
                     a.append(torch.tensor([types[i]], dtype=torch.long))
-                ref.append(graph.module(*a)[0].float().numpy())
+                ref.append(reference(*a)[0].float().numpy())
             ref = np.stack(ref)
     except BaseException:
         (dest / MANIFEST).unlink(missing_ok=True)
@@ -379,7 +412,7 @@ def _hf_args(items: list) -> list[str]:
 
 
 # -- the export cache: Hugging Face sources exported once, reused by later runs ---------------
-_CACHE_VERSION = "2"  # bump when exports change (2: fused graphs)
+_CACHE_VERSION = "3"  # bump when exports change (2: fused graphs, 3: packed BERT embedder)
 
 
 def _source_key(kind: str, src: ModelSource) -> str:

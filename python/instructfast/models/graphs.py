@@ -13,7 +13,8 @@ indicator needs, so the ONNX graph holds no work the runtime throws away:
   "No" rows; output ``yes_no_logits`` [batch, 2].
 * ``embedder``: a BERT-style body, mean pooling over the attention mask and L2
   normalisation; output ``embedding`` [batch, dim] (what sentence-transformers computes
-  with ``normalize_embeddings=True``).
+  with ``normalize_embeddings=True``). BERT bodies are exported as a packed graph that
+  spends nothing on padding (:mod:`instructfast.models.packed_bert`); other bodies padded.
 
 Loading needs ``torch`` and ``transformers``; only the export path imports this module.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -42,6 +43,13 @@ class Graph:
     output_names: list[str]
     max_length: int
     extra: dict[str, Any] = field(default_factory=dict)  # kind-specific manifest entries
+    # packed graphs (see packed_bert): how to trace them, and the padded module they must equal
+    layout: str = "padded"
+    example: Callable[[list[list[int]]], tuple] | None = None  # token rows -> graph inputs
+    dynamic_shapes: dict | None = None
+    translations: dict | None = None  # custom_translation_table for the exporter
+    session: dict[str, Any] = field(default_factory=dict)  # ORT session settings for the manifest
+    reference: nn.Module | None = None  # torch model on (input_ids, attention_mask); default: module
 
 
 class PairClassifier(nn.Module):
@@ -309,14 +317,27 @@ def build_embedder(src: str, *, revision: str | None = None, max_length: int | N
     # eager attention exports to plain MatMul/Softmax that ORT's optimiser fuses
     body = AutoModel.from_pretrained(src, revision=revision, attn_implementation="eager").eval()
     tok = _tokenizer(src, revision)
+    padded = MeanPoolEmbedder(body).eval()
+    window = _window(tok, body.config, max_length or sbert_len, 512)
+    extra = {"dim": int(body.config.hidden_size), "pooling": "mean", "normalize": "l2"}
+    from . import packed_bert
+
+    if not packed_bert.supports(body):
+        return Graph("embedder", padded, tok, ["input_ids", "attention_mask"], ["sentence_embedding"], window, extra)
     return Graph(
         "embedder",
-        MeanPoolEmbedder(body).eval(),
+        packed_bert.PackedBertEmbedder(body).eval(),
         tok,
-        ["input_ids", "attention_mask"],
+        list(packed_bert.INPUTS),
         ["sentence_embedding"],
-        _window(tok, body.config, max_length or sbert_len, 512),
-        {"dim": int(body.config.hidden_size), "pooling": "mean", "normalize": "l2"},
+        window,
+        extra,
+        layout="packed",
+        example=packed_bert.example_inputs,
+        dynamic_shapes=packed_bert.dynamic_shapes(),
+        translations=packed_bert.translation_table(),
+        session=dict(packed_bert.SESSION),
+        reference=padded,
     )
 
 
