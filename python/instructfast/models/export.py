@@ -105,6 +105,7 @@ def export(
     overwrite: bool = False,
     verify: bool = True,
     fuse: bool = True,
+    packed: bool = True,
 ) -> Path:
     """Export a model for instructfast's ONNX runtime and verify it.
 
@@ -128,6 +129,9 @@ def export(
     fuse
         Rewrite the graph to ONNX Runtime's fused transformer kernels (checked by the
         verification like the rest; a fused graph that fails it is replaced by the plain one).
+    packed
+        Embedders with a BERT body: export the packed graph (no compute on padding, see
+        :mod:`instructfast.models.packed_bert`); ``False`` keeps the padded graph.
 
     Returns
     -------
@@ -142,7 +146,7 @@ def export(
     _require_torch()
     with _quiet():
         return _export(kind, src, dest, max_length=max_length, opset=opset, revision=revision,
-                       overwrite=overwrite, verify=verify, fuse=fuse)
+                       overwrite=overwrite, verify=verify, fuse=fuse, packed=packed)
 
 
 @contextlib.contextmanager
@@ -170,7 +174,7 @@ def _quiet():
             lg.setLevel(lv)
 
 
-def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, fuse) -> Path:
+def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, fuse, packed) -> Path:
     import torch
 
     from .graphs import BUILDERS
@@ -187,7 +191,8 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
     src_s = str(src)
     t0 = time.perf_counter()
     try:
-        graph = BUILDERS[kind](src_s, revision=revision, max_length=max_length)
+        options = {"packed": packed} if kind == "embedder" else {}
+        graph = BUILDERS[kind](src_s, revision=revision, max_length=max_length, **options)
     except OSError as e:
         where = "local folder" if Path(src_s).exists() else "hub id (needs hub access; HF_HUB_OFFLINE must be unset)"
         msg = f"cannot load {src_s!r} as a {where} for a {kind} export: {e}"

@@ -307,7 +307,9 @@ def _sbert_settings(src: str) -> tuple[int | None, str]:
     return max_len, pooling
 
 
-def build_embedder(src: str, *, revision: str | None = None, max_length: int | None = None) -> Graph:
+def build_embedder(
+    src: str, *, revision: str | None = None, max_length: int | None = None, packed: bool = True
+) -> Graph:
     from transformers import AutoModel
 
     sbert_len, pooling = _sbert_settings(src)
@@ -322,7 +324,7 @@ def build_embedder(src: str, *, revision: str | None = None, max_length: int | N
     extra = {"dim": int(body.config.hidden_size), "pooling": "mean", "normalize": "l2"}
     from . import packed_bert
 
-    if not packed_bert.supports(body):
+    if not (packed and packed_bert.supports(body)):
         return Graph("embedder", padded, tok, ["input_ids", "attention_mask"], ["sentence_embedding"], window, extra)
     return Graph(
         "embedder",
