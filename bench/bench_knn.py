@@ -50,15 +50,6 @@ SAMPLE = 1000
 # ============================================================================ worker (subprocess)
 
 
-def _peak_rss_mib() -> float:
-    """This process's peak RSS: VmHWM (getrusage's ru_maxrss keeps the parent's peak across exec)."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _worker(provider: str, vectors: Path, threads: int, repeats: int, out: Path) -> None:
     x = np.load(vectors)
     n = x.shape[0]
@@ -105,7 +96,7 @@ def _worker(provider: str, vectors: Path, threads: int, repeats: int, out: Path)
         ids = ids[keep].reshape(n, K)
     if d is None:
         d = np.linalg.norm(x[ids].astype(np.float64) - x[:, None, :].astype(np.float64), axis=-1)
-    peak = _peak_rss_mib()
+    peak = _common.proc_status_mib("VmHWM")
     np.savez(out, ids=ids.astype(np.int64), d=np.asarray(d, dtype=np.float64), times=np.array(times), peak_mib=peak)
 
 

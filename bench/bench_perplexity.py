@@ -124,14 +124,6 @@ def prepare(records_path: Path, out_path: Path) -> None:
 # ============================================================================ workers (subprocesses)
 
 
-def _vm_kib(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return -1
-
-
 def _reset_peak_rss() -> bool:
     """Reset the kernel's RSS high-water mark (Linux >= 4.0); False where not allowed."""
     try:
@@ -252,7 +244,7 @@ def worker(provider: str, workload_path: Path, repeats: int) -> dict:
         fn(warm)
         gc.collect()
         load_peak_mb = _common_maxrss_mb()
-        baseline_mb = _vm_kib("VmRSS") / 1024
+        baseline_mb = _common.proc_status_mib("VmRSS")
         reset = _reset_peak_rss()
         samples = []
         for _ in range(repeats):
