@@ -144,8 +144,9 @@ class OnnxModel:
         Batching policy (:func:`instructfast.batching.length_buckets`); the defaults suit the
         device: 8192 tokens, 64 rows and 5% padding slack on a CPU (compute-bound: padding
         is lost time), 65536 tokens, 256 rows and 50% on a GPU. ``slack=None``: no limit.
-        A packed graph spends nothing on padding outside attention, so on a CPU it takes
-        more, shorter rows per batch: 4096 tokens (the products stay in cache), 256 rows.
+        A packed graph spends nothing on padding outside attention, so on a CPU it takes up
+        to 256 rows per batch under 4096 tokens (2048 to 8192 measured alike; the smaller
+        batch holds less memory).
     """
 
     def __init__(
