@@ -69,6 +69,7 @@ def test_pair_classifier_with_token_type_ids(bert_pair, tmp_path):
 @pytest.mark.parametrize("kind", ["reward-pair", "embedder-bert"])
 def test_external_data_when_over_the_threshold(kind, tmp_path, monkeypatch):
     """Past the 2 GB protobuf limit the weights go to model.onnx.data; here forced at 0 bytes."""
+    inline_dir = exported(kind)  # the shared single-file export, made before the threshold drops
     monkeypatch.setattr(export_mod, "_TWO_GB", 0)
     export_kind = "embedder" if kind.startswith("embedder") else kind
     dest = export(export_kind, hf_folder(kind), tmp_path / "ext")
@@ -78,7 +79,7 @@ def test_external_data_when_over_the_threshold(kind, tmp_path, monkeypatch):
     assert m["files"]["model.onnx.data"] == sha256_file(dest / "model.onnx.data")
     assert (dest / "model.onnx").stat().st_size < (dest / "model.onnx.data").stat().st_size
     # same results as the single-file export of the same model
-    inline = OnnxModel(exported(kind), device="cpu")
+    inline = OnnxModel(inline_dir, device="cpu")
     external = OnnxModel(dest, device="cpu")
     ids, types = inline.encode(PAIRS if kind == "reward-pair" else [q + "\n" + a for q, a in PAIRS])
     np.testing.assert_allclose(external.run(ids, types), inline.run(ids, types), atol=1e-6, rtol=0)
