@@ -210,12 +210,8 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
 
     args, dyn = _trace_inputs(graph, tok)
     n_bytes = sum(p.numel() * p.element_size() for p in graph.module.parameters())
-    schemas = contextlib.nullcontext()
-    if graph.translations:
-        from .packed_bert import contrib_schemas
-
-        schemas = contrib_schemas()
-    with torch.no_grad(), schemas:
+    context = graph.export_context() if graph.export_context else contextlib.nullcontext()
+    with torch.no_grad(), context:
         program = torch.onnx.export(
             graph.module,
             args,
@@ -289,7 +285,7 @@ def _trace_inputs(graph, tok) -> tuple[tuple, dict]:
     specialised), and no two axes of a packed graph may be equal."""
     import torch
 
-    if graph.layout == "packed":
+    if graph.example is not None:
         rows = [tok("hello world " * 8, truncation=True, max_length=16)["input_ids"], tok("a b c d e f g h")["input_ids"]]
         return graph.example(rows), graph.dynamic_shapes
     enc = tok(["hello world " * 8, "a b c " * 8], truncation=True, max_length=16, padding="max_length")

@@ -48,6 +48,7 @@ class Graph:
     example: Callable[[list[list[int]]], tuple] | None = None  # token rows -> graph inputs
     dynamic_shapes: dict | None = None
     translations: dict | None = None  # custom_translation_table for the exporter
+    export_context: Callable[[], Any] | None = None  # context manager the export runs in
     session: dict[str, Any] = field(default_factory=dict)  # ORT session settings for the manifest
     reference: nn.Module | None = None  # torch model on (input_ids, attention_mask); default: module
 
@@ -338,6 +339,7 @@ def build_embedder(
         example=packed_bert.example_inputs,
         dynamic_shapes=packed_bert.dynamic_shapes(),
         translations=packed_bert.translation_table(),
+        export_context=packed_bert.contrib_schemas,
         session=dict(packed_bert.SESSION),
         reference=padded,
     )
