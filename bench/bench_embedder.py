@@ -118,7 +118,7 @@ def _openvino_runner(folder: Path, texts: list[str], threads: int):
     import openvino as ov
 
     from instructfast.batching import length_buckets
-    from instructfast.models.onnx_runtime import load_tokenizer, read_manifest
+    from instructfast.models.onnx_runtime import load_tokenizer, padded_feed, read_manifest
 
     manifest = read_manifest(folder)
     tok = load_tokenizer(folder, truncate_at=int(manifest["max_length"]))
@@ -133,11 +133,7 @@ def _openvino_runner(folder: Path, texts: list[str], threads: int):
         lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         out = np.empty((len(ids), int(manifest["dim"])), dtype=np.float32)
         for pos in length_buckets(lens, 8192, 64, 0.05):
-            x = np.zeros((len(pos), int(lens[pos].max())), dtype=np.int64)
-            for r, i in enumerate(pos):
-                x[r, : lens[i]] = ids[i]
-            mask = (np.arange(x.shape[1])[None, :] < lens[pos][:, None]).astype(np.int64)
-            out[pos] = request.infer({"input_ids": x, "attention_mask": mask})[0]
+            out[pos] = request.infer(padded_feed([ids[i] for i in pos], pad_id=int(manifest.get("pad_id") or 0)))[0]
         return out
 
     embed(texts[:8])  # warm-up
@@ -181,7 +177,7 @@ def main() -> None:
             with contextlib.redirect_stderr(io.StringIO()):
                 plain = export("embedder", resolve("embedder").location, Path(tmp) / "plain", packed=False, fuse=False)
             os.environ["BENCH_PLAIN_FOLDER"] = str(plain)
-        floor = gemm_floor(sum(lengths), emb.model.folder, a.threads)
+        floor = gemm_floor(sum(lengths), a.threads)
         for r in range(a.repeats):
             for p in providers if r % 2 == 0 else providers[::-1]:
                 out = os.path.join(tmp, f"{p}-{r}")
@@ -291,7 +287,7 @@ def main() -> None:
         sys.exit(f"vectors differ by {diff:.3g} > 1e-5")
 
 
-def gemm_floor(tokens: int, folder: Path, threads: int, rows: int = 4096) -> dict:
+def gemm_floor(tokens: int, threads: int, rows: int = 4096) -> dict:
     """Seconds the embedder's matrix products take for ``tokens`` tokens at the fastest fp32
     GEMM on this machine: per weight shape, the best of 5 calls (``rows`` rows each) of ONNX
     Runtime's MatMul (MLAS), numpy's ``@`` (OpenBLAS) and ``torch.mm`` (MKL), all on ``threads``

@@ -61,7 +61,7 @@ def main() -> None:
 
     from instructfast.batching import length_buckets
     from instructfast.models.graphs import BUILDERS
-    from instructfast.models.onnx_runtime import OnnxModel
+    from instructfast.models.onnx_runtime import OnnxModel, padded_feed
     from tests.tiny_models import exported, hf_folder
 
     torch.set_num_threads(a.threads)
@@ -77,8 +77,9 @@ def main() -> None:
         ids, types = ort_model.encode(items_for(kind, recs), truncate=True)
         lengths = np.array([len(x) for x in ids])
         batches = length_buckets(lengths, ort_model.token_budget, ort_model.max_rows, ort_model.slack)
-        feeds = [ort_model._feed([ids[i] for i in b], None if types is None else [types[i] for i in b],
-                                 int(lengths[b].max())) for b in batches]
+        feeds = [padded_feed([ids[i] for i in b], None if types is None else [types[i] for i in b],
+                             pad_id=ort_model.pad_id, token_types="token_type_ids" in ort_model.input_names)
+                 for b in batches]
         names = ort_model.input_names
 
         def run_ort():

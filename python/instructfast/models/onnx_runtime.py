@@ -10,7 +10,7 @@ tokenizer files and ``manifest.json``. :class:`OnnxModel` opens it once:
   runs in parallel outside the GIL);
 * batches formed by :func:`instructfast.batching.length_buckets` under a token budget and
   fed in the graph's layout (manifest ``layout``): ``padded`` (right padded with an attention
-  mask) or ``packed`` (rows end to end, see :func:`packed_feed`); results are written back by
+  mask, see :func:`padded_feed`) or ``packed`` (rows end to end, see :func:`packed_feed`); results are written back by
   original position. A row's result does not depend on the rows that share its batch
   (padding is masked in every graph).
 
@@ -231,7 +231,12 @@ class OnnxModel:
             if self.layout == "packed":
                 feed = packed_feed(rows)
             else:
-                feed = self._feed(rows, None if types is None else [types[i] for i in pos], int(lengths[pos].max()))
+                feed = padded_feed(
+                    rows,
+                    None if types is None else [types[i] for i in pos],
+                    pad_id=self.pad_id,
+                    token_types="token_type_ids" in self.input_names,
+                )
             res = self.session.run(self.output_names[:1], feed)[0]
             if out is None:
                 out = np.empty((n, *res.shape[1:]), dtype=np.float32)
@@ -247,21 +252,38 @@ class OnnxModel:
             out = np.empty(shape, dtype=np.float32)
         return out
 
-    def _feed(self, ids: list[Sequence[int]], types: list[Sequence[int]] | None, width: int) -> dict[str, np.ndarray]:
-        b = len(ids)
-        x = np.full((b, width), self.pad_id, dtype=np.int64)
-        m = np.zeros((b, width), dtype=np.int64)
-        t = np.zeros((b, width), dtype=np.int64) if types is not None else None
-        for r, row in enumerate(ids):
-            k = len(row)
-            x[r, :k] = row
-            m[r, :k] = 1
-            if t is not None:
-                t[r, :k] = types[r]  # type: ignore[index]
-        feed = {"input_ids": x, "attention_mask": m}
-        if "token_type_ids" in self.input_names:
-            feed["token_type_ids"] = t if t is not None else np.zeros_like(x)
-        return feed
+
+def padded_feed(
+    rows: Sequence[Sequence[int]],
+    types: Sequence[Sequence[int]] | None = None,
+    *,
+    pad_id: int = 0,
+    token_types: bool = False,
+) -> dict[str, np.ndarray]:
+    """Inputs of a padded graph for rows of token ids: right padded to the longest row.
+
+    ``token_types``: the graph takes ``token_type_ids`` (``types``, or zeros when ``None``).
+
+    Examples
+    --------
+    >>> f = padded_feed([[7, 8, 9], [5]], pad_id=1)
+    >>> f["input_ids"].tolist(), f["attention_mask"].tolist()
+    ([[7, 8, 9], [5, 1, 1]], [[1, 1, 1], [1, 0, 0]])
+    """
+    width = max(len(r) for r in rows)
+    x = np.full((len(rows), width), pad_id, dtype=np.int64)
+    m = np.zeros((len(rows), width), dtype=np.int64)
+    t = np.zeros((len(rows), width), dtype=np.int64) if token_types else None
+    for r, row in enumerate(rows):
+        k = len(row)
+        x[r, :k] = row
+        m[r, :k] = 1
+        if t is not None and types is not None:
+            t[r, :k] = types[r]
+    feed = {"input_ids": x, "attention_mask": m}
+    if t is not None:
+        feed["token_type_ids"] = t
+    return feed
 
 
 def packed_feed(rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
