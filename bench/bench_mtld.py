@@ -92,7 +92,7 @@ def _worker(provider: str, parquet: str, n: int, repeats: int, threads: int) -> 
     extra: dict = {}
     if provider == "instructfast":
         from instructfast._native import IMPL
-        from instructfast.indicators.mtld import text_stats
+        from instructfast.ops.textstats import text_stats
 
         if IMPL != "native":
             raise RuntimeError(f"expected the native core, got {IMPL}")
@@ -105,7 +105,7 @@ def _worker(provider: str, parquet: str, n: int, repeats: int, threads: int) -> 
     else:
         texts = col.to_pylist()  # the peers take Python str; conversion is not timed
         if provider == "instructfast_py":
-            from instructfast.indicators import mtld_py
+            from instructfast.ops import textstats_py as mtld_py
 
             def fn():
                 return mtld_py.text_stats(texts, threshold=THRESHOLD)
@@ -211,7 +211,7 @@ def verify_and_count(parquet: Path, desc: dict) -> dict:
     import pyarrow.parquet as pq
     from lexicalrichness import LexicalRichness
 
-    from instructfast.indicators.mtld import text_stats
+    from instructfast.ops.textstats import text_stats
 
     base = desc["base_outputs"]
     st = text_stats(pa.array(base), threshold=THRESHOLD)
@@ -515,7 +515,7 @@ def render_md(command, machine, desc, check, rows, peer_rows, args, summary, rat
              "instructfast `text_stats(arrow_array, threads=T)` also returns TTR, chars and bytes; "
              "lexicalrichness `LexicalRichness(t)`, `.words`, `.terms`, `.mtld()`; lexical_diversity "
              "`lex_div.mtld(lex_div.tokenize(t))`; instructfast_py is the shipped pure-Python twin "
-             "`instructfast.indicators.mtld_py.text_stats(list_of_str)` (the `INSTRUCTFAST_IMPL=python` path).")
+             "`instructfast.ops.textstats_py.text_stats(list_of_str)` (the `INSTRUCTFAST_IMPL=python` path).")
     L.append(f"- Method: each provider in its own subprocess; gc off while timed; the first pass is a discarded "
              f"warm-up unless it lasts over {WARMUP_LIMIT_S:g} s; instructfast reads one contiguous Arrow array "
              f"in place, the peers a Python list of str built beforehand (neither the Parquet read nor that "

@@ -34,8 +34,8 @@ from _common import RESULTS_DIR, SHARED_DATA, append_results, machine_info  # no
 
 
 def items_for(kind: str, recs: list[dict]) -> list:
-    from instructfast.indicators.reward import oasst_text
-    from instructfast.indicators.unieval import unieval_inputs
+    from instructfast.prompts import oasst_text
+    from instructfast.prompts import unieval_input as unieval_inputs
 
     out = []
     for r in recs:

@@ -101,7 +101,7 @@ def prepare(records_path: Path, out_path: Path) -> None:
     """Subprocess: token ids of every record (context, target), written to ``out_path``."""
     from instructfast.models import registry
     from instructfast.models.causal_lm import load_causal_lm
-    from instructfast.models.lm_scorer import PromptTemplate
+    from instructfast.prompts import PromptTemplate
 
     recs = json.loads(records_path.read_text(encoding="utf-8"))
     lm = load_causal_lm(registry.resolve("lm"))

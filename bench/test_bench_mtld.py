@@ -41,7 +41,7 @@ def expected_words(texts) -> int:
 @pytest.mark.parametrize("threads", [1, 2], ids=lambda t: f"threads={t}")
 def test_instructfast_native(benchmark, texts, expected_words, threads):
     from instructfast._native import IMPL
-    from instructfast.indicators.mtld import text_stats
+    from instructfast.ops.textstats import text_stats
 
     if IMPL != "native":
         pytest.skip(f"native core not in use ({IMPL})")

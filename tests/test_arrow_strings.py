@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 
 from instructfast._native import core
-from instructfast.indicators import mtld as mtld_api
-from instructfast.indicators import mtld_py
+from instructfast.ops import textstats as mtld_api
+from instructfast.ops import textstats_py as mtld_py
 
 SAMPLE = Path(__file__).parent / "data" / "sample_records.jsonl"
 TYPES = [pa.string(), pa.large_string(), pa.string_view()]
@@ -180,7 +180,7 @@ ZERO_COPY_SCRIPT = textwrap.dedent(
     """
     import resource, sys
     import numpy as np, pyarrow as pa
-    from instructfast.indicators.mtld import text_stats
+    from instructfast.ops.textstats import text_stats
 
     ROW = 10_000
     ROWS = 20_000  # 200 MB of text

@@ -94,7 +94,7 @@ def test_inconsistent_vector_lengths_are_an_error():
         instructfast.score(t, indicators=["knn_1"], options={"knn_vectors": "emb"})
     with pytest.raises(SchemaError, match="not found"):
         instructfast.score(t, indicators=["knn_1"], options={"knn_vectors": "vectors"})
-    with pytest.raises(ValueError, match="unknown kNN option"):
+    with pytest.raises(instructfast.OptionError, match="unknown option 'knn_probes' \\(did you mean 'knn_nprobe'"):
         instructfast.score(t, indicators=["knn_1"], options={"knn_vectors": "emb", "knn_probes": 3})
 
 

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 import instructfast
 from instructfast._native import core
-from instructfast.indicators import mtld as mtld_api
-from instructfast.indicators import mtld_py
+from instructfast.ops import textstats as mtld_api
+from instructfast.ops import textstats_py as mtld_py
 
 lexicalrichness = pytest.importorskip("lexicalrichness")
 LexicalRichness = lexicalrichness.LexicalRichness

@@ -13,7 +13,7 @@ import torch
 
 import instructfast
 from instructfast.indicators import describe
-from instructfast.indicators.base import ScoreOptions
+from instructfast.options import ScoreOptions
 from instructfast.models.onnx_runtime import shared_model
 from instructfast.scoring import ScoreReport
 

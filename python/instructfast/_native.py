@@ -2,7 +2,7 @@
 
 ``INSTRUCTFAST_IMPL`` picks the implementation of the native-backed functions:
 ``native`` (the pybind11 extension ``instructfast._core``; raises if it cannot load),
-``python`` (the pure-Python twins, e.g. ``indicators/mtld_py.py``), or unset/``auto``
+``python`` (the pure-Python twins, e.g. ``ops/textstats_py.py``), or unset/``auto``
 (native when importable, otherwise Python with an :class:`ImplementationFallbackWarning`
 and the reason in :data:`IMPL_REASON`).
 """

@@ -8,9 +8,9 @@ import time
 import warnings
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from ._native import IMPL_REASON
-from .errors import InstructfastError, InstructfastWarning
+from .errors import InstructfastError, InstructfastWarning, SchemaError
 from .io import FORMATS
 
 
@@ -28,21 +28,14 @@ def _parse_map(text: str | None) -> dict[str, str] | None:
 
 
 def _parse_options(items: list[str] | None) -> dict[str, object]:
-    """``KEY=VALUE`` pairs; values that parse as int/float become numbers."""
+    """``KEY=VALUE`` pairs; values stay strings, each option parses its own by its type."""
     out: dict[str, object] = {}
     for item in items or []:
         if "=" not in item:
             msg = f"--option expects KEY=VALUE, got {item!r}"
             raise SystemExit(msg)
         k, v = item.split("=", 1)
-        val: object = v
-        for conv in (int, float):
-            try:
-                val = conv(v)
-                break
-            except ValueError:
-                pass
-        out[k.strip()] = val
+        out[k.strip()] = v.strip()
     return out
 
 
@@ -104,7 +97,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_indicators(args: argparse.Namespace) -> int:
     from .indicators import describe
-    from .indicators.base import ScoreOptions
+    from .options import ScoreOptions
 
     print(f"text core: {IMPL_REASON}")
     for info in describe(ScoreOptions(models=_parse_map(args.models) or {})):
@@ -115,15 +108,31 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_options(args: argparse.Namespace) -> int:
+    from .options import describe_options
+
+    group = None
+    for row in describe_options():
+        if row["group"] != group:
+            group = row["group"]
+            print(f"{group}:")
+        default = "unset" if row["default"] is None else repr(row["default"])
+        print(f"  {row['key']:<24} {row['type']:<22} default {default}")
+        print(f"  {'':<24} {row['doc']}")
+    print("pass any of them as --option KEY=VALUE (score), or options={KEY: VALUE} in Python")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import SLOTS, ModelNotFound, cache_dir, resolve
+    from .errors import ModelNotFoundError
+    from .models.registry import SLOTS, cache_dir, resolve
 
     models = _parse_map(args.models) or {}
     print(f"cache: {cache_dir()}")
     for slot in SLOTS.values():
         try:
             state = "present: " + resolve(slot.name, models).describe()
-        except ModelNotFound:
+        except ModelNotFoundError:
             state = "missing: not found in any of those places"
         print(f"{slot.name:<9} {slot.description}")
         print(f"{'':<9} paper: {slot.paper_model}; looked in: models=/--models {slot.name}=..., env {slot.env}"
@@ -218,7 +227,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         st = read_table(args.already_selected)
         if "position" not in st.column_names:
             msg = f"{args.already_selected}: expected a `position` column (as --positions writes); found {st.column_names}"
-            raise ValueError(msg)
+            raise SchemaError(msg)
         seeds = st.column("position").to_numpy(zero_copy_only=False)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     t0 = time.perf_counter()
@@ -277,15 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-format", choices=FORMATS)
     s.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
     s.add_argument("--batch-rows", type=int, default=65_536)
-    s.add_argument("--mtld-threshold", type=float, default=0.72)
+    s.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
     s.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
     s.add_argument(
         "--option",
         action="append",
         metavar="KEY=VALUE",
-        help="indicator option, repeatable: prompt_template=alpaca|plain|FORMAT, on_overflow=null|truncate, "
-        "lm_token_budget=N, lm_max_length=N, lm_pad_slack=F, lm_dtype=float32|bfloat16, "
-        "knn_vectors=COLUMN, knn_pool=DIR, knn_table_in_pool=true, knn_exact_max=N, knn_recall_target=F",
+        help="an option, repeatable, e.g. prompt_template=plain, on_overflow=truncate, lm_token_budget=4096, "
+        "knn_pool=DIR; `instructfast options` lists every key with its type and default",
     )
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
@@ -293,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", dest="progress", action="store_true", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false")
     s.set_defaults(func=_cmd_score)
+
+    o = sub.add_parser("options", help="list every --option key with its type, default and meaning")
+    o.set_defaults(func=_cmd_options)
 
     i = sub.add_parser("indicators", help="list indicators, their columns, models and availability")
     i.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
@@ -378,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (InstructfastError, ValueError, TypeError) as e:
+    except (InstructfastError, OSError) as e:  # anything else is a bug: let its traceback show
         print(f"instructfast: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -22,9 +22,10 @@ import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from ._arrow import to_reader
 from ._typing import FileFormat
 from .columns import LAYOUTS
-from .errors import InputFormatError
+from .errors import ArgumentError, InputFormatError
 
 _EXT: dict[str, FileFormat] = {
     ".json": "json",
@@ -51,7 +52,7 @@ def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileF
     if fmt is not None:
         if fmt not in FORMATS:
             msg = f"`format` must be one of {FORMATS}, got {fmt!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         return fmt  # type: ignore[return-value]
     p = Path(path)
     suffixes = [s.lower() for s in p.suffixes]
@@ -141,6 +142,15 @@ def read_table(path: str | os.PathLike[str], *, format: str | None = None) -> pa
     """Read a whole record file into a Table (see :func:`scan_file`)."""
     src = scan_file(path, format=format)
     return pa.Table.from_batches(list(src.batches()), schema=src.schema)
+
+
+def to_table(data: Any) -> pa.Table:
+    """A whole :class:`pyarrow.Table` from a record file's path or anything :func:`instructfast.score` takes."""
+    if isinstance(data, (str, os.PathLike)):
+        return read_table(data)
+    if isinstance(data, pa.Table):
+        return data
+    return to_reader(data).read_all()
 
 
 def _first_byte(p: Path) -> bytes:

@@ -36,44 +36,15 @@ def import_kernel(name: str):
     """``instructfast.kernels.<name>`` when the package is installed, else ``kernels.<name>`` of this checkout."""
     if not HAVE_TRITON:
         pytest.skip("triton is not installed")
-    try:
-        module = importlib.import_module(f"instructfast.kernels.{name}")
-    except Exception:  # not installed, or the package __init__ is broken mid-development
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
-        module = importlib.import_module(f"kernels.{name}")
+    module = importlib.import_module(f"instructfast.kernels.{name}")
     if not module.INTERPRETED:
         pytest.skip(f"{module.__name__} was imported before TRITON_INTERPRET=1 was set; run tests/kernels alone")
     return module
 
 
-def _source_package() -> types.ModuleType:
-    """Load python/instructfast/indicators/logprob*.py under a private package name.
-
-    Used only when ``import instructfast`` fails (the package is built in parallel and its
-    ``__init__`` may import modules that do not exist yet, or raise while half-written): the files under test are the same,
-    and the real ``instructfast`` entry in sys.modules is left untouched for other tests.
-    """
-    root = REPO / "python" / "instructfast"
-    name = "_instructfast_src_for_kernel_tests"
-    if name not in sys.modules:
-        for pkg, path in ((name, root), (f"{name}.indicators", root / "indicators")):
-            module = types.ModuleType(pkg)
-            module.__path__ = [str(path)]
-            sys.modules[pkg] = module
-    return sys.modules[name]
-
-
 def import_indicator(name: str):
-    """``instructfast.indicators.<name>`` (``logprob`` / ``logprob_torch``) and the matching errors module."""
-    try:
-        module = importlib.import_module(f"instructfast.indicators.{name}")
-        errors = importlib.import_module("instructfast.errors")
-    except Exception:  # see _source_package
-        pkg = _source_package().__name__
-        module = importlib.import_module(f"{pkg}.indicators.{name}")
-        errors = importlib.import_module(f"{pkg}.errors")
-    return module, errors
+    """``instructfast.ops.<name>`` (``logprob`` / ``logprob_torch``) and ``instructfast.errors``."""
+    return importlib.import_module(f"instructfast.ops.{name}"), importlib.import_module("instructfast.errors")
 
 
 @pytest.fixture
@@ -128,11 +99,11 @@ def fused_kernel():
 
 @pytest.fixture(scope="session")
 def torch_path():
-    """The shipped torch twin, ``instructfast.indicators.logprob_torch``."""
+    """The shipped torch twin, ``instructfast.ops.logprob_torch``."""
     return import_indicator("logprob_torch")[0]
 
 
 @pytest.fixture(scope="session")
 def dispatch():
-    """``(instructfast.indicators.logprob, instructfast.errors)``: the public dispatcher and its errors."""
+    """``(instructfast.ops.logprob, instructfast.errors)``: the public dispatcher and its errors."""
     return import_indicator("logprob")

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
+
 INPUTS = ["input_ids", "position_ids", "pad_index", "attention_mask", "unpad_index"]
 # ORT rewrites Add + LayerNormalization into SkipLayerNormalization by default: slower on
 # these graphs (all-MiniLM-L6-v2, 2-core AMD EPYC: the fused op cost 2.2x Add + LN)
@@ -151,7 +153,7 @@ class PackedBertEmbedder(nn.Module):
         super().__init__()
         if not supports(body):
             msg = f"{type(body).__name__} is not a BERT encoder with absolute positions and exact GELU"
-            raise ValueError(msg)
+            raise ModelError(msg)
         cfg = body.config
         self.hidden = int(cfg.hidden_size)
         self.heads = int(cfg.num_attention_heads)

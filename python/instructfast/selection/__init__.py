@@ -28,8 +28,11 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..errors import RuleError, SchemaError
+from ..io import to_table
+from ..errors import ArgumentError, RuleError, SchemaError
 from ..rules import Rule
+from .fit import fit_rule
+from .subset_search import SubsetSearchResult, search_subset_size
 
 Method = Literal["rule", "kcenter", "kmeans-kcenter", "random"]
 METHODS: tuple[str, ...] = ("rule", "kcenter", "kmeans-kcenter", "random")
@@ -90,21 +93,21 @@ def resolve_budget(k: int | None, fraction: float | None, available: int) -> int
     """
     if (k is None) == (fraction is None):
         msg = "give exactly one of `k` (a row count) or `fraction` (a share of the available rows)"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if available < 1:
         msg = "no rows are available to select (every row's score or embedding is missing)"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if k is not None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             msg = f"`k` must be an integer, got {k!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         if not 1 <= k <= available:
             msg = f"`k` must be in [1, {available}] (the rows available to select), got {k}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         return int(k)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         msg = f"`fraction` must be a number with 0 < fraction <= 1, got {fraction!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return max(1, min(available, math.floor(fraction * available + 0.5)))
 
 
@@ -189,8 +192,8 @@ def select(
     """
     if method not in METHODS:
         msg = f"`method` must be one of {METHODS}, got {method!r}"
-        raise ValueError(msg)
-    table = _as_table(data)
+        raise ArgumentError(msg)
+    table = to_table(data)
     if method == "rule":
         return _select_rule(table, k, fraction, seed, rule, score_column, columns, models, device, threads)
     if method == "random":
@@ -201,18 +204,6 @@ def select(
     return _select_vectors(
         table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, progress
     )
-
-
-def _as_table(data: Any) -> pa.Table:
-    if isinstance(data, (str, os.PathLike)):
-        from ..io import read_table
-
-        return read_table(data)
-    if isinstance(data, pa.Table):
-        return data
-    from .._arrow import to_reader
-
-    return to_reader(data).read_all()
 
 
 def _bar(show: bool, total: int, desc: str, unit: str):
@@ -256,7 +247,8 @@ def _select_vectors(
 ) -> SelectionResult:
     from .kcenter import kcenter_greedy
     from .kmeans_kcenter import kmeans_kcenter
-    from .vectors import array_vectors, column_vectors, embedder_vectors, unit_rows
+    from ..models.embedder import embed_records
+    from ..vectors import array_vectors, column_vectors, unit_rows
 
     n = table.num_rows
     if isinstance(embeddings, str):
@@ -266,7 +258,7 @@ def _select_vectors(
     else:
         ebar = _bar(progress is True, n, "embedding", " rows")
         try:
-            x, valid = embedder_vectors(
+            x, valid = embed_records(
                 table, columns=columns, models=models, device=device, threads=threads, progress=ebar.update if ebar else None
             )
         finally:
@@ -281,7 +273,7 @@ def _select_vectors(
     else:
         if already_selected is not None:
             msg = "`already_selected` is supported by the kcenter method only"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         kk = resolve_budget(k, fraction, pos.size)
     bar = _bar(progress is True, kk, "selecting", " picks")
     cb = bar.update if bar is not None else (progress if callable(progress) else None)
@@ -307,16 +299,14 @@ def _local_seeds(already_selected, pos: np.ndarray, n: int) -> np.ndarray:
     s = np.unique(np.asarray(already_selected, dtype=np.int64))
     if s.size and (s[0] < 0 or s[-1] >= n):
         msg = f"`already_selected` positions must be in [0, {n}), got {int(s[0] if s[0] < 0 else s[-1])}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     local = np.searchsorted(pos, s)
     bad = (local >= pos.size) | (pos[np.minimum(local, pos.size - 1)] != s) if pos.size else np.ones(s.size, bool)
     if bad.any():
         msg = f"`already_selected` rows {s[bad][:10].tolist()} have no usable embedding (null, NaN or zero)"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return local.astype(np.int64)
 
 
-from .fit import fit_rule  # noqa: E402  (after _as_table, which fit uses)
-from .subset_search import SubsetSearchResult, search_subset_size  # noqa: E402
 
 __all__ = ["select", "SelectionResult", "resolve_budget", "METHODS", "fit_rule", "search_subset_size", "SubsetSearchResult"]

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
+from ..io import to_table
 from ..errors import RuleError
 from ..rules import Rule
 
@@ -113,9 +114,7 @@ def fit_rule(
     >>> rule.stats["r2"] > 0.99
     True
     """
-    from . import _as_table
-
-    table = _as_table(dataset_table)
+    table = to_table(dataset_table)
     names = table.column_names
     if loss_column not in names:
         msg = f"loss column `{loss_column}` not found; found columns: {names}"

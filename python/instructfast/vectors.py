@@ -1,4 +1,7 @@
-"""Embedding matrices for the diversity selectors: from a column, an array, or the embedder.
+"""Embedding matrices from a list column or an array, and unit rows of the usable ones.
+
+Shared by the kNN pool code and the diversity selectors (the embedder's own vectors come from
+:mod:`instructfast.models.embedder`).
 
 Rows that cannot take part are reported, never guessed: a null vector, a vector with
 NaN/inf, or an all-zero vector (no direction to normalise) is left out and counted by
@@ -8,13 +11,13 @@ is the SentenceBERT geometry (``||a - b||^2 = 2 - 2 cos``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import SchemaError
+from .errors import ArgumentError, SchemaError
 
 
 def column_vectors(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -60,41 +63,8 @@ def array_vectors(vectors: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != n:
         msg = f"`embeddings` array must have shape [{n}, d] (one row per record), got {x.shape}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return x, np.ones(n, dtype=bool)
-
-
-def embedder_vectors(
-    table: pa.Table,
-    *,
-    columns: Mapping[str, str] | None,
-    models: Mapping[str, str] | None,
-    device: str | None,
-    threads: int | None,
-    progress: Callable[[int], None] | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Embed instruction + input + output with the configured embedder (default all-MiniLM-L6-v2).
-
-    A record whose output is null has nothing to judge: it is not embedded and counts as
-    missing (``valid`` False); empty text is embedded as it is.
-    """
-    from ..columns import resolve_columns
-    from ..models.embedder import embedding_texts, load_embedder
-
-    resolved = resolve_columns(table.schema, columns)
-    emb = load_embedder(models, device=device, threads=threads)
-    texts: list[str] = []
-    valid_parts = []
-    for batch in table.to_batches():
-        canon = resolved.canonical(batch)
-        texts.extend(embedding_texts(canon))
-        valid_parts.append(canon.output.is_valid().to_numpy(zero_copy_only=False))
-    valid = np.concatenate(valid_parts) if valid_parts else np.zeros(0, dtype=bool)
-    x = np.full((table.num_rows, emb.dim), np.nan, dtype=np.float32)
-    keep = np.flatnonzero(valid)
-    if keep.size:
-        x[keep] = emb.embed([texts[i] for i in keep], progress=progress)
-    return x, valid
 
 
 def unit_rows(

@@ -4,12 +4,14 @@ Same contract as ``kernels/logprob.py`` and ``kernels/fused_linear_logprob.py``:
 results with fp32 accumulation, ``ignore_index`` -> 0.0, a target outside ``[0, V)`` -> NaN.
 Memory is bounded by working over row chunks whose fp32 logits fit a byte budget, so a full
 N x V fp32 tensor never exists for large N. The documented entry points are in
-:mod:`instructfast.indicators.logprob`; these functions skip its argument checks.
+:mod:`instructfast.ops.logprob`; these functions skip its argument checks.
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..errors import ArgumentError
 
 # 64 MiB of fp32 logits per chunk: 341 rows of SmolLM2's 49,152-token vocabulary, 128 rows of a
 # 131,072-token one. logsumexp allocates one temporary of the chunk's size, so the peak is about
@@ -22,7 +24,7 @@ DEFAULT_MAX_CHUNK_BYTES = 64 * 2**20
 def _rows_per_chunk(n_vocab: int, chunk_rows: int | None, max_chunk_bytes: int) -> int:
     if chunk_rows is not None:
         if chunk_rows < 1:
-            raise ValueError(f"`chunk_rows` must be >= 1, got {chunk_rows}")
+            raise ArgumentError(f"`chunk_rows` must be >= 1, got {chunk_rows}")
         return int(chunk_rows)
     return max(1, int(max_chunk_bytes) // (4 * max(1, n_vocab)))
 

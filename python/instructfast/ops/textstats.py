@@ -1,7 +1,7 @@
 """MTLD and word statistics, exactly as lexicalrichness 0.5.1 computes them.
 
 The public entry points dispatch to the native core (``instructfast._core``) and fall
-back to the pure-Python twin :mod:`instructfast.indicators.mtld_py` when the extension is
+back to the pure-Python twin :mod:`instructfast.ops.textstats_py` when the extension is
 unavailable or ``INSTRUCTFAST_IMPL=python``. Both give bit-identical doubles.
 
 Tokenisation (lexicalrichness' ``preprocess`` + ``tokenize``): ``str.lower()`` (full
@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from .._native import core
-from . import mtld_py
+from ..errors import ArgumentError, ArgumentTypeError
+from . import textstats_py
 
 _KEYS = (
     ("valid", np.bool_),
@@ -33,18 +34,18 @@ _KEYS = (
 def _check_threshold(threshold: float) -> float:
     if not isinstance(threshold, numbers.Real) or isinstance(threshold, bool):
         msg = f"`threshold` must be a float in (0, 1), got {type(threshold).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     threshold = float(threshold)
     if not 0.0 < threshold < 1.0:
         msg = f"`threshold` must be in (0, 1), got {threshold!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return threshold
 
 
 def _check_text(text: str) -> None:
     if not isinstance(text, str):
         msg = f"`text` must be a str, got {type(text).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
 
 
 def _check_threads(threads: int | None) -> int:
@@ -52,10 +53,10 @@ def _check_threads(threads: int | None) -> int:
         return 0  # the core's "all hardware threads"
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
         msg = f"`threads` must be None or a positive int, got {type(threads).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     if threads < 1:
         msg = f"`threads` must be None or a positive int, got {threads!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return int(threads)
 
 
@@ -107,10 +108,10 @@ def text_stats(
 
     Raises
     ------
-    TypeError
+    instructfast.ArgumentTypeError
         If ``array`` is not a pyarrow string array (the message names its type), or
         ``threshold`` / ``threads`` are not numbers.
-    ValueError
+    instructfast.ArgumentError
         If ``threshold`` is not in (0, 1) or ``threads`` is less than 1.
 
     Examples
@@ -130,10 +131,10 @@ def text_stats(
         chunks = array.chunks
     else:
         msg = f"`array` must be a pyarrow Array or ChunkedArray of strings, got {type(array).__name__}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     if not _is_string_type(array.type):
         msg = f"`array` must have type string, large_string or string_view, got {array.type}"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
 
     parts = []
     for chunk in chunks:
@@ -145,7 +146,7 @@ def text_stats(
                 core.text_stats(schema_capsule, array_capsule, threshold=threshold, threads=n_threads, mtld=mtld)
             )
         else:
-            parts.append(mtld_py.text_stats(chunk.to_pylist(), threshold=threshold, mtld=mtld))
+            parts.append(textstats_py.text_stats(chunk.to_pylist(), threshold=threshold, mtld=mtld))
     if not parts:
         return _empty()
     if len(parts) == 1:
@@ -171,9 +172,9 @@ def mtld(text: str, threshold: float = 0.72) -> float | None:
 
     Raises
     ------
-    TypeError
+    instructfast.ArgumentTypeError
         If ``text`` is not a str.
-    ValueError
+    instructfast.ArgumentError
         If ``threshold`` is not in (0, 1).
 
     Examples
@@ -187,7 +188,7 @@ def mtld(text: str, threshold: float = 0.72) -> float | None:
     threshold = _check_threshold(threshold)
     if core is not None:
         return core.mtld(text, threshold)
-    return mtld_py.mtld(text, threshold)
+    return textstats_py.mtld(text, threshold)
 
 
 def tokenize(text: str) -> list[str]:
@@ -205,7 +206,7 @@ def tokenize(text: str) -> list[str]:
 
     Raises
     ------
-    TypeError
+    instructfast.ArgumentTypeError
         If ``text`` is not a str.
 
     Examples
@@ -218,7 +219,7 @@ def tokenize(text: str) -> list[str]:
     _check_text(text)
     if core is not None:
         return core.tokenize(text)
-    return mtld_py.tokenize(text)
+    return textstats_py.tokenize(text)
 
 
 __all__ = ["text_stats", "mtld", "tokenize"]

@@ -3,7 +3,7 @@
 It is the reference the native code is held equal to and the fallback when the
 extension is unavailable (``INSTRUCTFAST_IMPL=python``). It reproduces lexicalrichness
 0.5.1 ``LexicalRichness(text).mtld()`` and its tokenizer exactly, without importing it.
-Public documentation lives in :mod:`instructfast.indicators.mtld`.
+Public documentation lives in :mod:`instructfast.ops.textstats`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 _DIGITS = re.compile(r"[0-9]+")
 # Deleting digits and dashes first matters: "well-known" -> "wellknown", not two words.
 _DASHES = str.maketrans("", "", "\u2013\u2014-")
@@ -24,7 +26,7 @@ _PUNCTUATION = str.maketrans({p: " " for p in string.punctuation})
 def _check_threshold(threshold: float) -> None:
     if not 0.0 < threshold < 1.0:
         msg = f"`threshold` must be in (0, 1), got {float(threshold)!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
 
 
 def tokenize(text: str) -> list[str]:
@@ -98,7 +100,7 @@ def mtld(text: str, threshold: float = 0.72) -> float | None:
 
     Raises
     ------
-    ValueError
+    instructfast.ArgumentError
         If ``threshold`` is not in (0, 1).
 
     Examples
