@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 K = 6
 PROVIDERS = ("faiss_knn", "instructfast", "instructfast_torch", "sklearn_brute")
@@ -163,17 +163,36 @@ def main() -> None:
         for prov in a.providers.split(","):
             res = _common.CACHE_DIR / f"knn_{prov}_{n}.npz"
             load = os.getloadavg()[0]
-            cmd = [sys.executable, __file__, "--worker", prov, "--vectors", str(vec), "--threads", str(a.threads),
-                   "--repeats", str(repeats), "--result", str(res)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                prov,
+                "--vectors",
+                str(vec),
+                "--threads",
+                str(a.threads),
+                "--repeats",
+                str(repeats),
+                "--result",
+                str(res),
+            ]
             subprocess.run(cmd, check=True)
             r = np.load(res)
             got[prov] = r
             times = np.sort(r["times"])
             err = np.abs(r["d"][sample, K - 1] - truth[:, K - 1])
             entry = {
-                "n": n, "provider": prov, "p50": float(np.median(times)), "p20": float(np.quantile(times, 0.2)),
-                "p80": float(np.quantile(times, 0.8)), "runs": len(times), "peak_mib": float(r["peak_mib"]),
-                "kth_within_1e-6": float((err <= 1e-6).mean()), "kth_max_abs_err": float(err.max()), "load1": load,
+                "n": n,
+                "provider": prov,
+                "p50": float(np.median(times)),
+                "p20": float(np.quantile(times, 0.2)),
+                "p80": float(np.quantile(times, 0.8)),
+                "runs": len(times),
+                "peak_mib": float(r["peak_mib"]),
+                "kth_within_1e-6": float((err <= 1e-6).mean()),
+                "kth_max_abs_err": float(err.max()),
+                "load1": load,
             }
             summary.append(entry)
             print(json.dumps(entry), flush=True)
@@ -193,9 +212,13 @@ def main() -> None:
             base = {"indicator": "knn", "provider": e["provider"], "mode": "exact", "x": n, "config_json": cfg}
             rows.append({**base, "metric": "seconds", "unit": "s", "p50": e["p50"], "p20": e["p20"], "p80": e["p80"]})
             rows.append({**base, "metric": "peak_rss", "unit": "MiB", "p50": e["peak_mib"]})
-            rows.append({**base, "metric": "kth_within_1e-6_of_float64", "unit": "fraction", "p50": e["kth_within_1e-6"]})
+            rows.append(
+                {**base, "metric": "kth_within_1e-6_of_float64", "unit": "fraction", "p50": e["kth_within_1e-6"]}
+            )
             if "ids_same_as_sklearn" in e:
-                rows.append({**base, "metric": "ids_same_as_sklearn", "unit": "fraction", "p50": e["ids_same_as_sklearn"]})
+                rows.append(
+                    {**base, "metric": "ids_same_as_sklearn", "unit": "fraction", "p50": e["ids_same_as_sklearn"]}
+                )
     load_end = os.getloadavg()
     a.out.mkdir(parents=True, exist_ok=True)
     _common.append_results(a.out / "knn.csv", rows)

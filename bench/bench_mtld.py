@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 INDICATOR = "mtld"
 THRESHOLD = 0.72
@@ -78,7 +78,7 @@ def lexicalrichness_pass(texts: list[str], threshold: float = THRESHOLD) -> int:
     for t in texts:
         lr = LexicalRichness(t)
         w = lr.words
-        lr.terms
+        _ = lr.terms  # its users read terms too: part of the peer's per-text cost
         if w:  # mtld() raises ZeroDivisionError on a text without words
             lr.mtld(threshold=threshold)
         words += w
@@ -132,8 +132,15 @@ def _worker(provider: str, parquet: str, n: int, repeats: int, threads: int) -> 
         else:
             raise ValueError(f"unknown provider {provider!r}")
     samples, cpu, loops = _time_passes(fn, repeats)
-    return {"provider": provider, "rows": n, "threads": threads, "samples": samples, "cpu": cpu, "loops": loops,
-            **extra}
+    return {
+        "provider": provider,
+        "rows": n,
+        "threads": threads,
+        "samples": samples,
+        "cpu": cpu,
+        "loops": loops,
+        **extra,
+    }
 
 
 def wait_quiet(max_wait: float, limit: float = QUIET_CPUS) -> float:
@@ -149,8 +156,20 @@ def run_worker(provider: str, parquet: Path, n: int, repeats: int, threads: int 
     env = dict(os.environ)
     # Force the implementation explicitly: an explicit request that cannot load raises (no silent fallback).
     env["INSTRUCTFAST_IMPL"] = "python" if provider == "instructfast_py" else "native"
-    cmd = [sys.executable, __file__, "--worker", provider, "--parquet", str(parquet), "--worker-rows", str(n),
-           "--repeats", str(repeats), "--worker-threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        provider,
+        "--parquet",
+        str(parquet),
+        "--worker-rows",
+        str(n),
+        "--repeats",
+        str(repeats),
+        "--worker-threads",
+        str(threads),
+    ]
     busy = wait_quiet(quiet_wait) if quiet_wait > 0 else math.nan
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -160,9 +179,12 @@ def run_worker(provider: str, parquet: Path, n: int, repeats: int, threads: int 
     res["busy_before"] = busy
     best = min(res["samples"])
     i = res["samples"].index(best)
-    print(f"  {provider:<18} threads={threads} rows={n:>9,}: best {best:8.3f} s/pass "
-          f"(CPU/wall {res['cpu'][i] / best:.2f}), {len(res['samples'])} samples x {res['loops']} loops, "
-          f"{busy:.2f} CPUs busy before ({time.perf_counter() - t0:.0f} s wall)", flush=True)
+    print(
+        f"  {provider:<18} threads={threads} rows={n:>9,}: best {best:8.3f} s/pass "
+        f"(CPU/wall {res['cpu'][i] / best:.2f}), {len(res['samples'])} samples x {res['loops']} loops, "
+        f"{busy:.2f} CPUs busy before ({time.perf_counter() - t0:.0f} s wall)",
+        flush=True,
+    )
     return res
 
 
@@ -185,8 +207,15 @@ def build_workload(rows: int, seed: int, data_dir: Path | None) -> tuple[Path, d
         tmp = path.with_name(path.name + ".tmp")
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
         os.replace(tmp, path)
-    desc = {"source": source, "distinct_texts": base.num_rows, "rows": rows, "seed": seed, "base_index": idx,
-            "base_outputs": cols["output"], "digest": digest}
+    desc = {
+        "source": source,
+        "distinct_texts": base.num_rows,
+        "rows": rows,
+        "seed": seed,
+        "base_index": idx,
+        "base_outputs": cols["output"],
+        "digest": digest,
+    }
     return path, desc
 
 
@@ -229,8 +258,7 @@ def verify_and_count(parquet: Path, desc: dict) -> dict:
     if not np.array_equal(words, st["words"][desc["base_index"]]):
         raise RuntimeError("words per row of the workload differ from those of its distinct texts")
     lengths = np.array([len(t.encode("utf-8")) for t in base], dtype=np.int64)[desc["base_index"]]
-    return {"mismatch": mismatch, "checked": len(base), "cum_words": np.cumsum(words),
-            "cum_bytes": np.cumsum(lengths)}
+    return {"mismatch": mismatch, "checked": len(base), "cum_words": np.cumsum(words), "cum_bytes": np.cumsum(lengths)}
 
 
 # ============================================================================ streaming memory
@@ -311,8 +339,11 @@ def stream_memory(workload: Path, sizes: list[int], quiet_wait: float = 0.0) -> 
         dst.unlink()
         r.update(rows=n, file_bytes=src.stat().st_size, cmd=cmd)
         results.append(r)
-        print(f"  cli {n:>9,} rows: peak RSS {r['maxrss'] / MiB:7.1f} MiB (polled {r['polled'] / MiB:7.1f}), "
-              f"{r['wall']:.1f} s", flush=True)
+        print(
+            f"  cli {n:>9,} rows: peak RSS {r['maxrss'] / MiB:7.1f} MiB (polled {r['polled'] / MiB:7.1f}), "
+            f"{r['wall']:.1f} s",
+            flush=True,
+        )
     return results
 
 
@@ -334,17 +365,28 @@ def _fmt(v: float, digits: int = 3) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000, help="workload rows (default 1,000,000)")
-    ap.add_argument("--peer-rows", type=int, default=200_000,
-                    help="rows timed for the Python peers and the pure-Python twin (default 200,000; "
-                         "0 = all rows). The first rows of the same shuffled workload.")
+    ap.add_argument(
+        "--peer-rows",
+        type=int,
+        default=200_000,
+        help="rows timed for the Python peers and the pure-Python twin (default 200,000; "
+        "0 = all rows). The first rows of the same shuffled workload.",
+    )
     ap.add_argument("--repeats", type=int, default=5, help="timed passes for instructfast native (default 5)")
     ap.add_argument("--peer-repeats", type=int, default=3, help="timed passes for each peer (default 3)")
     ap.add_argument("--threads", default="1,2", help="native thread counts to time (default 1,2)")
-    ap.add_argument("--stream-rows", default="100000,300000,1000000",
-                    help="row counts for the CLI streaming-memory runs (capped at --rows)")
-    ap.add_argument("--quiet-wait", type=float, default=60.0,
-                    help=f"seconds to wait, before each measurement, for other work to drop under {QUIET_CPUS} "
-                         "busy CPUs (default 60; 0 = do not wait)")
+    ap.add_argument(
+        "--stream-rows",
+        default="100000,300000,1000000",
+        help="row counts for the CLI streaming-memory runs (capped at --rows)",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help=f"seconds to wait, before each measurement, for other work to drop under {QUIET_CPUS} "
+        "busy CPUs (default 60; 0 = do not wait)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=None, help="folder of the shared datasets")
     ap.add_argument("--out", type=Path, default=_common.RESULTS_DIR)
@@ -363,8 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     t_start = time.perf_counter()
-    command = "python bench/bench_mtld.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(
-        sys.argv[1:] if argv is None else argv))
+    command = "python bench/bench_mtld.py" + (
+        "" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv)
+    )
     machine = _common.machine_info()
     machine["load_start"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
     print("machine:", json.dumps(machine), flush=True)
@@ -378,13 +421,20 @@ def main(argv: list[str] | None = None) -> int:
     check = verify_and_count(workload, desc)
     cum_words, cum_bytes = check["cum_words"], check["cum_bytes"]
     tokens = lambda n: int(cum_words[n - 1])  # noqa: E731
-    print(f"  {workload.name}: {tokens(rows):,} tokens, {int(cum_bytes[-1]) / MiB:,.0f} MiB of output text; "
-          f"lexicalrichness mismatches on {check['checked']:,} distinct texts: {check['mismatch']}", flush=True)
+    print(
+        f"  {workload.name}: {tokens(rows):,} tokens, {int(cum_bytes[-1]) / MiB:,.0f} MiB of output text; "
+        f"lexicalrichness mismatches on {check['checked']:,} distinct texts: {check['mismatch']}",
+        flush=True,
+    )
     if any(check["mismatch"].values()):
         print("  WARNING: instructfast differs from lexicalrichness; timings compare different work", flush=True)
 
-    workload_cfg = {"workload": f"outputs of {desc['source']}, tiled to rows and shuffled",
-                    "seed": args.seed, "threshold": THRESHOLD, "workload_rows": rows}
+    workload_cfg = {
+        "workload": f"outputs of {desc['source']}, tiled to rows and shuffled",
+        "seed": args.seed,
+        "threshold": THRESHOLD,
+        "workload_rows": rows,
+    }
 
     # ---- timings, one subprocess per provider and thread count
     print("timing ...", flush=True)
@@ -392,12 +442,24 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [rows] + ([peer_rows] if peer_rows != rows and not args.skip_peers else [])
     for n in sizes:
         for t in thread_counts:
-            timed.append(("instructfast", f"threads={t}", n, run_worker("instructfast", workload, n, args.repeats, t,
-                                                                         args.quiet_wait)))
+            timed.append(
+                (
+                    "instructfast",
+                    f"threads={t}",
+                    n,
+                    run_worker("instructfast", workload, n, args.repeats, t, args.quiet_wait),
+                )
+            )
     if not args.skip_peers:
         for peer in PEERS:
-            timed.append((peer, "threads=1", peer_rows, run_worker(peer, workload, peer_rows, args.peer_repeats, 1,
-                                                                      args.quiet_wait)))
+            timed.append(
+                (
+                    peer,
+                    "threads=1",
+                    peer_rows,
+                    run_worker(peer, workload, peer_rows, args.peer_repeats, 1, args.quiet_wait),
+                )
+            )
 
     csv_rows = []
     summary = {}  # (provider, mode, rows) -> dict of numbers
@@ -414,21 +476,45 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(f"{provider} counted {res['words']} words, instructfast {tok}")
         util = [c / w for c, w in zip(res["cpu"], samples)]
         base = {"indicator": INDICATOR, "provider": provider, "mode": mode, "x": n, "config_json": cfg}
-        csv_rows.append({**base, "metric": "cpu_per_wall", "unit": "CPUs", "p50": _q(util, 50), "p20": _q(util, 20),
-                         "p80": _q(util, 80)})
-        for metric, unit, vals, best in (("time", "s", samples, min(samples)),
-                                         ("tokens_per_s", "tokens/s", tps, max(tps)),
-                                         ("rows_per_s", "rows/s", rps, max(rps))):
-            base = {"indicator": INDICATOR, "provider": provider, "mode": mode, "unit": unit, "x": n,
-                    "config_json": cfg}
+        csv_rows.append(
+            {
+                **base,
+                "metric": "cpu_per_wall",
+                "unit": "CPUs",
+                "p50": _q(util, 50),
+                "p20": _q(util, 20),
+                "p80": _q(util, 80),
+            }
+        )
+        for metric, unit, vals, best in (
+            ("time", "s", samples, min(samples)),
+            ("tokens_per_s", "tokens/s", tps, max(tps)),
+            ("rows_per_s", "rows/s", rps, max(rps)),
+        ):
+            base = {
+                "indicator": INDICATOR,
+                "provider": provider,
+                "mode": mode,
+                "unit": unit,
+                "x": n,
+                "config_json": cfg,
+            }
             csv_rows.append({**base, "metric": metric, "p50": _q(vals, 50), "p20": _q(vals, 20), "p80": _q(vals, 80)})
             csv_rows.append({**base, "metric": metric + "_best", "p50": best, "p20": None, "p80": None})
-        summary[(provider, mode, n)] = {"best_tps": max(tps), "p20": _q(tps, 20), "p50": _q(tps, 50),
-                                        "p80": _q(tps, 80), "best_rps": max(rps), "best_s": min(samples),
-                                        "samples": len(samples), "loops": res["loops"], "tokens": tok,
-                                        "util_best": util[samples.index(min(samples))],
-                                        "busy_before": res["busy_before"],
-                                        "own_tokens": res.get("own_tokens")}
+        summary[(provider, mode, n)] = {
+            "best_tps": max(tps),
+            "p20": _q(tps, 20),
+            "p50": _q(tps, 50),
+            "p80": _q(tps, 80),
+            "best_rps": max(rps),
+            "best_s": min(samples),
+            "samples": len(samples),
+            "loops": res["loops"],
+            "tokens": tok,
+            "util_best": util[samples.index(min(samples))],
+            "busy_before": res["busy_before"],
+            "own_tokens": res.get("own_tokens"),
+        }
 
     # ---- ratios, each on identical texts
     ratios = []
@@ -437,34 +523,68 @@ def main(argv: list[str] | None = None) -> int:
         if num_key in summary and den_key in summary:
             r = summary[num_key]["best_tps"] / summary[den_key]["best_tps"]
             ratios.append((name, r, num_key, den_key, note))
-            csv_rows.append({"indicator": INDICATOR, "provider": num_key[0], "mode": num_key[1], "metric": name,
-                             "unit": "x", "x": num_key[2], "p50": r, "p20": None, "p80": None,
-                             "config_json": {**workload_cfg, "vs": f"{den_key[0]} {den_key[1]}",
-                                             "repeats": args.repeats, "peer_repeats": args.peer_repeats}})
+            csv_rows.append(
+                {
+                    "indicator": INDICATOR,
+                    "provider": num_key[0],
+                    "mode": num_key[1],
+                    "metric": name,
+                    "unit": "x",
+                    "x": num_key[2],
+                    "p50": r,
+                    "p20": None,
+                    "p80": None,
+                    "config_json": {
+                        **workload_cfg,
+                        "vs": f"{den_key[0]} {den_key[1]}",
+                        "repeats": args.repeats,
+                        "peer_repeats": args.peer_repeats,
+                    },
+                }
+            )
 
     lr_key = ("lexicalrichness", "threads=1", peer_rows)
     for t in thread_counts:
-        ratio("speedup_vs_lexicalrichness", ("instructfast", f"threads={t}", peer_rows), lr_key,
-              f"instructfast {t} thread{'s' if t > 1 else ''} / lexicalrichness 1 thread")
+        ratio(
+            "speedup_vs_lexicalrichness",
+            ("instructfast", f"threads={t}", peer_rows),
+            lr_key,
+            f"instructfast {t} thread{'s' if t > 1 else ''} / lexicalrichness 1 thread",
+        )
     for peer in ("instructfast_py", "lexical_diversity"):
         ratio("speedup_vs_lexicalrichness", (peer, "threads=1", peer_rows), lr_key, f"{peer} / lexicalrichness")
     for t in thread_counts:
         if t != 1:
             for n in sorted({rows, peer_rows}, reverse=True):
-                ratio("scaling_vs_threads=1", ("instructfast", f"threads={t}", n), ("instructfast", "threads=1", n),
-                      f"instructfast {t} threads / 1 thread ({n:,} rows; ideal {t}.0)")
+                ratio(
+                    "scaling_vs_threads=1",
+                    ("instructfast", f"threads={t}", n),
+                    ("instructfast", "threads=1", n),
+                    f"instructfast {t} threads / 1 thread ({n:,} rows; ideal {t}.0)",
+                )
 
     # ---- streaming memory through the CLI
     stream = []
     if not args.skip_stream:
         print("streaming memory (CLI) ...", flush=True)
         stream = stream_memory(workload, stream_sizes, args.quiet_wait)
-        cfg = {"command": "instructfast score IN.parquet -o OUT.parquet -i textstats --no-progress --restart",
-               "threads": f"default (all {machine['cores']})", "batch_rows": 65_536,
-               "row_group_rows": ROW_GROUP_ROWS, "seed": args.seed, "workload": workload_cfg["workload"]}
+        cfg = {
+            "command": "instructfast score IN.parquet -o OUT.parquet -i textstats --no-progress --restart",
+            "threads": f"default (all {machine['cores']})",
+            "batch_rows": 65_536,
+            "row_group_rows": ROW_GROUP_ROWS,
+            "seed": args.seed,
+            "workload": workload_cfg["workload"],
+        }
         for r in stream:
             mode = "import_only" if r["rows"] == 0 else "cli_score"
-            base = {"indicator": INDICATOR, "provider": "instructfast", "mode": mode, "x": r["rows"], "config_json": cfg}
+            base = {
+                "indicator": INDICATOR,
+                "provider": "instructfast",
+                "mode": mode,
+                "x": r["rows"],
+                "config_json": cfg,
+            }
             csv_rows.append({**base, "metric": "peak_rss", "unit": "MiB", "p50": r["maxrss"] / MiB})
             csv_rows.append({**base, "metric": "peak_rss_polled", "unit": "MiB", "p50": r["polled"] / MiB})
             if r["rows"]:
@@ -474,115 +594,204 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = _common.append_results(args.out / "mtld.csv", csv_rows)
     md_path = args.out / "mtld.md"
-    md_path.write_text(render_md(command, machine, desc, check, rows, peer_rows, args, summary, ratios, stream,
-                                 tokens, cum_bytes, time.perf_counter() - t_start), encoding="utf-8")
+    md_path.write_text(
+        render_md(
+            command,
+            machine,
+            desc,
+            check,
+            rows,
+            peer_rows,
+            args,
+            summary,
+            ratios,
+            stream,
+            tokens,
+            cum_bytes,
+            time.perf_counter() - t_start,
+        ),
+        encoding="utf-8",
+    )
     print(f"wrote {csv_path} and {md_path} ({time.perf_counter() - t_start:.0f} s)", flush=True)
     print(md_path.read_text(encoding="utf-8"))
     return 0
 
 
-def render_md(command, machine, desc, check, rows, peer_rows, args, summary, ratios, stream, tokens, cum_bytes,
-              elapsed) -> str:
+def render_md(
+    command, machine, desc, check, rows, peer_rows, args, summary, ratios, stream, tokens, cum_bytes, elapsed
+) -> str:
     L = []
     L.append("# MTLD + word statistics benchmark\n")
     L.append(f"Generated by `{command}` (total {elapsed / 60:.1f} min); raw rows in `mtld.csv` (long format).\n")
     L.append("## Machine\n")
     L.append("| | |\n|---|---|")
-    for k in ("cpu", "cores", "logical_cpus_host", "ram_gib", "os", "python", "numpy", "pyarrow", "instructfast",
-              "lexicalrichness", "lexical-diversity", "git_sha", "load_start", "load_end"):
-        label = {"cores": "cores (affinity)", "logical_cpus_host": "logical CPUs (host)", "ram_gib": "RAM (GiB)",
-                 "load_start": "load average 1/5/15 min, start", "load_end": "load average, end"}.get(k, k)
+    for k in (
+        "cpu",
+        "cores",
+        "logical_cpus_host",
+        "ram_gib",
+        "os",
+        "python",
+        "numpy",
+        "pyarrow",
+        "instructfast",
+        "lexicalrichness",
+        "lexical-diversity",
+        "git_sha",
+        "load_start",
+        "load_end",
+    ):
+        label = {
+            "cores": "cores (affinity)",
+            "logical_cpus_host": "logical CPUs (host)",
+            "ram_gib": "RAM (GiB)",
+            "load_start": "load average 1/5/15 min, start",
+            "load_end": "load average, end",
+        }.get(k, k)
         L.append(f"| {label} | {machine[k]} |")
     L.append("")
     L.append("## Workload\n")
-    L.append(f"- Texts: the `output` field of {desc['source']} = {desc['distinct_texts']:,} distinct texts, "
-             f"tiled to {rows:,} rows and shuffled (numpy `default_rng({args.seed})`), "
-             f"written to Parquet with {ROW_GROUP_ROWS:,}-row row groups (cached in `bench/.cache/`).")
-    L.append(f"- Size: {tokens(rows):,} tokens, {int(cum_bytes[rows - 1]) / MiB:,.1f} MiB of UTF-8 output text "
-             f"({tokens(rows) / rows:.1f} tokens/row); the first {peer_rows:,} rows, timed for every provider, "
-             f"hold {tokens(peer_rows):,} tokens.")
+    L.append(
+        f"- Texts: the `output` field of {desc['source']} = {desc['distinct_texts']:,} distinct texts, "
+        f"tiled to {rows:,} rows and shuffled (numpy `default_rng({args.seed})`), "
+        f"written to Parquet with {ROW_GROUP_ROWS:,}-row row groups (cached in `bench/.cache/`)."
+    )
+    L.append(
+        f"- Size: {tokens(rows):,} tokens, {int(cum_bytes[rows - 1]) / MiB:,.1f} MiB of UTF-8 output text "
+        f"({tokens(rows) / rows:.1f} tokens/row); the first {peer_rows:,} rows, timed for every provider, "
+        f"hold {tokens(peer_rows):,} tokens."
+    )
     mm = check["mismatch"]
-    L.append(f"- Tokens are lexicalrichness 0.5.1 words, counted once with instructfast's `words` column. "
-             f"Checked on all {check['checked']:,} distinct texts against `LexicalRichness(t)`: mismatches "
-             f"words {mm['words']}, terms {mm['unique_words']}, mtld (exact doubles) {mm['mtld']}.")
-    L.append("- Every provider's tokens/s divides the same lexicalrichness token count by its time, so rates "
-             "compare work on identical texts. lexical_diversity tokenizes differently (it strips a fixed list "
-             "of punctuation strings, splits on single spaces, keeps digits; MTLD with a 10-token minimum "
-             "factor) and so does different work: " + (
-                 f"{summary[('lexical_diversity', 'threads=1', peer_rows)]['own_tokens']:,} of its own tokens "
-                 f"on the same rows." if ("lexical_diversity", "threads=1", peer_rows) in summary else "not run."))
-    L.append("- What each provider computes per text: words, distinct words and MTLD (threshold 0.72). "
-             "instructfast `text_stats(arrow_array, threads=T)` also returns TTR, chars and bytes; "
-             "lexicalrichness `LexicalRichness(t)`, `.words`, `.terms`, `.mtld()`; lexical_diversity "
-             "`lex_div.mtld(lex_div.tokenize(t))`; instructfast_py is the shipped pure-Python twin "
-             "`instructfast.ops.textstats_py.text_stats(list_of_str)` (the `INSTRUCTFAST_IMPL=python` path).")
-    L.append(f"- Method: each provider in its own subprocess; gc off while timed; the first pass is a discarded "
-             f"warm-up unless it lasts over {WARMUP_LIMIT_S:g} s; instructfast reads one contiguous Arrow array "
-             f"in place, the peers a Python list of str built beforehand (neither the Parquet read nor that "
-             f"conversion is timed). instructfast: {args.repeats} passes over all {rows:,} rows "
-             + (f"and over the first {peer_rows:,}; " if peer_rows != rows else "; ")
-             + f"peers: {args.peer_repeats} passes over the first {peer_rows:,} rows"
-             + (f" (a subset: at the rates measured, one pass over all {rows:,} rows would take "
-                + ", ".join(f"{p} {rows / summary[(p, 'threads=1', peer_rows)]['best_rps']:,.0f} s"
-                            for p in PEERS if (p, "threads=1", peer_rows) in summary) + ")."
-                if peer_rows != rows else "."))
+    L.append(
+        f"- Tokens are lexicalrichness 0.5.1 words, counted once with instructfast's `words` column. "
+        f"Checked on all {check['checked']:,} distinct texts against `LexicalRichness(t)`: mismatches "
+        f"words {mm['words']}, terms {mm['unique_words']}, mtld (exact doubles) {mm['mtld']}."
+    )
+    L.append(
+        "- Every provider's tokens/s divides the same lexicalrichness token count by its time, so rates "
+        "compare work on identical texts. lexical_diversity tokenizes differently (it strips a fixed list "
+        "of punctuation strings, splits on single spaces, keeps digits; MTLD with a 10-token minimum "
+        "factor) and so does different work: "
+        + (
+            f"{summary[('lexical_diversity', 'threads=1', peer_rows)]['own_tokens']:,} of its own tokens "
+            f"on the same rows."
+            if ("lexical_diversity", "threads=1", peer_rows) in summary
+            else "not run."
+        )
+    )
+    L.append(
+        "- What each provider computes per text: words, distinct words and MTLD (threshold 0.72). "
+        "instructfast `text_stats(arrow_array, threads=T)` also returns TTR, chars and bytes; "
+        "lexicalrichness `LexicalRichness(t)`, `.words`, `.terms`, `.mtld()`; lexical_diversity "
+        "`lex_div.mtld(lex_div.tokenize(t))`; instructfast_py is the shipped pure-Python twin "
+        "`instructfast.ops.textstats_py.text_stats(list_of_str)` (the `INSTRUCTFAST_IMPL=python` path)."
+    )
+    L.append(
+        f"- Method: each provider in its own subprocess; gc off while timed; the first pass is a discarded "
+        f"warm-up unless it lasts over {WARMUP_LIMIT_S:g} s; instructfast reads one contiguous Arrow array "
+        f"in place, the peers a Python list of str built beforehand (neither the Parquet read nor that "
+        f"conversion is timed). instructfast: {args.repeats} passes over all {rows:,} rows "
+        + (f"and over the first {peer_rows:,}; " if peer_rows != rows else "; ")
+        + f"peers: {args.peer_repeats} passes over the first {peer_rows:,} rows"
+        + (
+            f" (a subset: at the rates measured, one pass over all {rows:,} rows would take "
+            + ", ".join(
+                f"{p} {rows / summary[(p, 'threads=1', peer_rows)]['best_rps']:,.0f} s"
+                for p in PEERS
+                if (p, "threads=1", peer_rows) in summary
+            )
+            + ")."
+            if peer_rows != rows
+            else "."
+        )
+    )
     L.append("")
     L.append("## Throughput (one process; best of the passes, and p20/p50/p80 over passes)\n")
-    L.append("| provider | mode | rows | best tokens/s | p20 | p50 | p80 | best rows/s | best s/pass | CPU/wall | "
-             "vs lexicalrichness |")
+    L.append(
+        "| provider | mode | rows | best tokens/s | p20 | p50 | p80 | best rows/s | best s/pass | CPU/wall | "
+        "vs lexicalrichness |"
+    )
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     lr = summary.get(("lexicalrichness", "threads=1", peer_rows))
     for (prov, mode, n), s in sorted(summary.items(), key=lambda kv: (-kv[0][2], -kv[1]["best_tps"])):
         vs = f"{s['best_tps'] / lr['best_tps']:.1f}x" if lr and n == peer_rows else "—"
-        L.append(f"| {prov} | {mode} | {n:,} | {_fmt(s['best_tps'])} | {_fmt(s['p20'])} | {_fmt(s['p50'])} | "
-                 f"{_fmt(s['p80'])} | {_fmt(s['best_rps'])} | {s['best_s']:.3f} | {s['util_best']:.2f} | {vs} |")
+        L.append(
+            f"| {prov} | {mode} | {n:,} | {_fmt(s['best_tps'])} | {_fmt(s['p20'])} | {_fmt(s['p50'])} | "
+            f"{_fmt(s['p80'])} | {_fmt(s['best_rps'])} | {s['best_s']:.3f} | {s['util_best']:.2f} | {vs} |"
+        )
     L.append("")
     busy = [s["busy_before"] for s in summary.values() if not math.isnan(s["busy_before"])]
-    L.append("CPU/wall: process CPU seconds over wall seconds in the best pass (1.00 = one core fully used; "
-             "with T threads, up to T). "
-             + (f"Before each provider started, other processes kept {min(busy):.2f}-{max(busy):.2f} of the "
-                f"{machine['logical_cpus_host']} CPUs busy (waiting up to {args.quiet_wait:g} s for under "
-                f"{QUIET_CPUS})." if busy else "") + "\n")
-    starved = [f"{p} {mode} ({n:,} rows, {v['util_best']:.2f})" for (p, mode, n), v in summary.items()
-               if v["util_best"] < 0.9 * int(mode.split("=")[1])]
+    L.append(
+        "CPU/wall: process CPU seconds over wall seconds in the best pass (1.00 = one core fully used; "
+        "with T threads, up to T). "
+        + (
+            f"Before each provider started, other processes kept {min(busy):.2f}-{max(busy):.2f} of the "
+            f"{machine['logical_cpus_host']} CPUs busy (waiting up to {args.quiet_wait:g} s for under "
+            f"{QUIET_CPUS})."
+            if busy
+            else ""
+        )
+        + "\n"
+    )
+    starved = [
+        f"{p} {mode} ({n:,} rows, {v['util_best']:.2f})"
+        for (p, mode, n), v in summary.items()
+        if v["util_best"] < 0.9 * int(mode.split("=")[1])
+    ]
     if starved:
-        L.append(f"**Caution:** the best pass of {'; '.join(starved)} used under 90% of the CPUs its threads "
-                 "could use: other work on the machine took CPU time, or a pass was too short to keep every "
-                 "thread busy. Those rates are lower bounds, and thread-scaling ratios built on them are "
-                 "off in the same direction.\n")
+        L.append(
+            f"**Caution:** the best pass of {'; '.join(starved)} used under 90% of the CPUs its threads "
+            "could use: other work on the machine took CPU time, or a pass was too short to keep every "
+            "thread busy. Those rates are lower bounds, and thread-scaling ratios built on them are "
+            "off in the same direction.\n"
+        )
     if ratios:
         L.append("## Ratios (best tokens/s over best tokens/s, identical texts)\n")
         L.append("| ratio | value |")
         L.append("|---|---:|")
-        for name, r, _, _, note in ratios:
+        for _name, r, _, _, note in ratios:
             L.append(f"| {note} | {r:.2f}x |")
         L.append("")
-        one = [r for name, r, num, _, _ in ratios if name == "speedup_vs_lexicalrichness" and num[:2] ==
-               ("instructfast", "threads=1")]
+        one = [
+            r
+            for name, r, num, _, _ in ratios
+            if name == "speedup_vs_lexicalrichness" and num[:2] == ("instructfast", "threads=1")
+        ]
         if one:
-            L.append(f"SPEC target (>= 30x lexicalrichness tokens/s, one thread): "
-                     f"{'met' if one[0] >= 30 else 'NOT met'} ({one[0]:.1f}x).\n")
+            L.append(
+                f"SPEC target (>= 30x lexicalrichness tokens/s, one thread): "
+                f"{'met' if one[0] >= 30 else 'NOT met'} ({one[0]:.1f}x).\n"
+            )
     if stream:
         L.append("## Streaming memory: `instructfast score IN.parquet -o OUT.parquet -i textstats --no-progress`\n")
-        L.append("Peak resident memory of the CLI process: the kernel's `ru_maxrss`, read with "
-                 "`getrusage(RUSAGE_CHILDREN)` in a fresh wrapper process, and psutil polling "
-                 f"every {POLL_S * 1000:.0f} ms beside it. Inputs are the first N rows of the workload "
-                 f"(instruction, input, output), default threads and batch size (65,536 rows).\n")
-        L.append("| rows | input file (MiB) | peak RSS (MiB) | peak RSS polled (MiB) | wall s | rows/s (wall, with start-up) |")
+        L.append(
+            "Peak resident memory of the CLI process: the kernel's `ru_maxrss`, read with "
+            "`getrusage(RUSAGE_CHILDREN)` in a fresh wrapper process, and psutil polling "
+            f"every {POLL_S * 1000:.0f} ms beside it. Inputs are the first N rows of the workload "
+            f"(instruction, input, output), default threads and batch size (65,536 rows).\n"
+        )
+        L.append(
+            "| rows | input file (MiB) | peak RSS (MiB) | peak RSS polled (MiB) | wall s | rows/s (wall, with start-up) |"
+        )
         L.append("|---:|---:|---:|---:|---:|---:|")
         for r in stream:
             if r["rows"] == 0:
-                L.append(f"| import only | — | {r['maxrss'] / MiB:,.1f} | {r['polled'] / MiB:,.1f} | "
-                         f"{r['wall']:.2f} | — |")
+                L.append(
+                    f"| import only | — | {r['maxrss'] / MiB:,.1f} | {r['polled'] / MiB:,.1f} | {r['wall']:.2f} | — |"
+                )
             else:
-                L.append(f"| {r['rows']:,} | {r['file_bytes'] / MiB:,.1f} | {r['maxrss'] / MiB:,.1f} | "
-                         f"{r['polled'] / MiB:,.1f} | {r['wall']:.2f} | {_fmt(r['rows'] / r['wall'])} |")
+                L.append(
+                    f"| {r['rows']:,} | {r['file_bytes'] / MiB:,.1f} | {r['maxrss'] / MiB:,.1f} | "
+                    f"{r['polled'] / MiB:,.1f} | {r['wall']:.2f} | {_fmt(r['rows'] / r['wall'])} |"
+                )
         runs = [r for r in stream if r["rows"]]
         if len(runs) >= 2:
             a, b = runs[0], runs[-1]
-            L.append(f"\nFrom {a['rows']:,} to {b['rows']:,} rows ({b['rows'] / a['rows']:.0f}x) peak RSS goes "
-                     f"from {a['maxrss'] / MiB:,.0f} to {b['maxrss'] / MiB:,.0f} MiB "
-                     f"({b['maxrss'] / a['maxrss']:.2f}x).")
+            L.append(
+                f"\nFrom {a['rows']:,} to {b['rows']:,} rows ({b['rows'] / a['rows']:.0f}x) peak RSS goes "
+                f"from {a['maxrss'] / MiB:,.0f} to {b['maxrss'] / MiB:,.0f} MiB "
+                f"({b['maxrss'] / a['maxrss']:.2f}x)."
+            )
         L.append("")
     return "\n".join(L) + "\n"
 

@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 INDICATOR = "perplexity"
 MODE = "cpu_fp32"
@@ -195,6 +195,7 @@ def worker(provider: str, workload_path: Path, repeats: int) -> dict:
     extra: dict = {}
 
     if provider == "hf_loop":
+
         def fn(idx):
             return _hf_loop(model, [rows[i] for i in idx])
     elif provider in ("hf_unsorted_batch8", "hf_sorted_batch16"):
@@ -287,14 +288,19 @@ def run_worker(provider: str, workload: Path, repeats: int, tmp: Path) -> dict:
     result = tmp / f"{provider}.json"
     busy = _common.busy_cpus()
     t0 = time.perf_counter()
-    _run(["--worker", provider, "--workload", str(workload), "--result", str(result), "--repeats", str(repeats)],
-         f"worker {provider}")
+    _run(
+        ["--worker", provider, "--workload", str(workload), "--result", str(result), "--repeats", str(repeats)],
+        f"worker {provider}",
+    )
     res = json.loads(result.read_text(encoding="utf-8"))
     res["busy_before"] = busy
     best = min(res["samples"])
-    print(f"  {provider:<20} {res['rows']:>5} rows: {best:8.2f} s ({res['rows'] / best:7.2f} rows/s), "
-          f"baseline {res['baseline_rss_mb']:6.0f} MiB, peak {res['peak_rss_mb']:6.0f} MiB, "
-          f"{busy:.2f} CPUs busy before ({time.perf_counter() - t0:.0f} s wall)", flush=True)
+    print(
+        f"  {provider:<20} {res['rows']:>5} rows: {best:8.2f} s ({res['rows'] / best:7.2f} rows/s), "
+        f"baseline {res['baseline_rss_mb']:6.0f} MiB, peak {res['peak_rss_mb']:6.0f} MiB, "
+        f"{busy:.2f} CPUs busy before ({time.perf_counter() - t0:.0f} s wall)",
+        flush=True,
+    )
     return res
 
 
@@ -417,21 +423,52 @@ def main(argv=None) -> int:
             ratios[f"{p}:working_mem_vs_hf_sorted_batch16"] = (p, s["working_mb"] / max(b["working_mb"], 1e-9))
         if "hf_unsorted_batch8" in summary:
             ratios[f"{p}:speedup_vs_hf_unsorted_batch8"] = (
-                p, s["rows_per_s"][0] / summary["hf_unsorted_batch8"]["rows_per_s"][0])
+                p,
+                s["rows_per_s"][0] / summary["hf_unsorted_batch8"]["rows_per_s"][0],
+            )
 
     # ---- CSV
     rows = []
-    units = {"time": "s", "rows_per_s": "rows/s", "tokens_per_s": "tokens/s", "peak_rss_mb": "MiB",
-             "baseline_rss_mb": "MiB", "working_mb": "MiB", "max_rel_diff": "ratio"}
+    units = {
+        "time": "s",
+        "rows_per_s": "rows/s",
+        "tokens_per_s": "tokens/s",
+        "peak_rss_mb": "MiB",
+        "baseline_rss_mb": "MiB",
+        "working_mb": "MiB",
+        "max_rel_diff": "ratio",
+    }
     for p, s in summary.items():
         for metric, unit in units.items():
             v = s[metric]
             p50, p20, p80 = v if isinstance(v, tuple) else (v, None, None)
-            rows.append({"indicator": INDICATOR, "provider": p, "mode": MODE, "metric": metric, "unit": unit,
-                         "x": n, "p50": p50, "p20": p20, "p80": p80, "config_json": config})
+            rows.append(
+                {
+                    "indicator": INDICATOR,
+                    "provider": p,
+                    "mode": MODE,
+                    "metric": metric,
+                    "unit": unit,
+                    "x": n,
+                    "p50": p50,
+                    "p20": p20,
+                    "p80": p80,
+                    "config_json": config,
+                }
+            )
     for key, (p, value) in ratios.items():
-        rows.append({"indicator": INDICATOR, "provider": p, "mode": MODE, "metric": key.split(":", 1)[1],
-                     "unit": "x", "x": n, "p50": value, "config_json": config})
+        rows.append(
+            {
+                "indicator": INDICATOR,
+                "provider": p,
+                "mode": MODE,
+                "metric": key.split(":", 1)[1],
+                "unit": "x",
+                "x": n,
+                "p50": value,
+                "config_json": config,
+            }
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = _common.append_results(args.out / "perplexity_cpu.csv", rows)
 
@@ -524,13 +561,16 @@ def render_markdown(summary, ratios, results, workload, info, command) -> str:
         ]
     lines += [
         "Memory: baseline = VmRSS after model load and warm-up; peak = `ru_maxrss` at the end"
-        + (", after resetting the high-water mark at the baseline (`/proc/self/clear_refs`), so it is the "
-           "highest RSS while scoring; " if reset else
-           " (the high-water mark could not be reset: it may be the model load's transient); ")
+        + (
+            ", after resetting the high-water mark at the baseline (`/proc/self/clear_refs`), so it is the "
+            "highest RSS while scoring; "
+            if reset
+            else " (the high-water mark could not be reset: it may be the model load's transient); "
+        )
         + "working = peak - baseline. Each provider ran in its own process.",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in machine.items() if k not in ("lexicalrichness",
-                                                                                      "lexical-diversity"))
+        "Machine: "
+        + ", ".join(f"{k} {v}" for k, v in machine.items() if k not in ("lexicalrichness", "lexical-diversity"))
         + f", torch {version('torch')}, transformers {version('transformers')}, tokenizers {version('tokenizers')}.",
         "",
     ]

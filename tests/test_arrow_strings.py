@@ -168,7 +168,7 @@ def test_core_leaves_capsules_usable():
 @needs_core
 def test_string_view_with_several_data_buffers():
     # Concatenated view arrays keep one variadic data buffer per source chunk.
-    long = ["a fairly long string number %d that is not inlined" % i for i in range(50)]
+    long = [f"a fairly long string number {i} that is not inlined" for i in range(50)]
     parts = [pa.array(long[i : i + 10], pa.string_view()) for i in range(0, 50, 10)]
     arr = pa.concat_arrays(parts)
     assert len(arr.buffers()) > 3

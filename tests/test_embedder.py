@@ -14,8 +14,8 @@ import pytest
 from instructfast.columns import CanonicalBatch
 from instructfast.models import embedder as emb_mod
 from instructfast.models.embedder import load_embedder
-from instructfast.prompts import embedding_texts
 from instructfast.models.export import sha256_file
+from instructfast.prompts import embedding_texts
 
 from .conftest import load_sample_records
 from .tiny_models import minilm_folder

@@ -72,7 +72,9 @@ def test_runtime_padding_invariance_and_order():
         vocab = 300
         lengths = rng.integers(3, 60, size=9)
         ids = [[int(x) for x in rng.integers(5, vocab, size=n)] for n in lengths]
-        one_batch = OnnxModel(exported(kind), device="cpu", threads=1, token_budget=1 << 20, max_rows=1 << 20, slack=None)
+        one_batch = OnnxModel(
+            exported(kind), device="cpu", threads=1, token_budget=1 << 20, max_rows=1 << 20, slack=None
+        )
         batched = one_batch.run(ids)
         bucketed = OnnxModel(exported(kind), device="cpu", threads=1, token_budget=64, max_rows=3, slack=0.0).run(ids)
         alone = np.stack([m.run([x])[0] for x in ids])

@@ -37,8 +37,15 @@ def bert_pair(tmp_path_factory):
     d = tmp_path_factory.mktemp("bert-pair")
     _copy_minilm_tokenizer(d)
     cfg = BertConfig(
-        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=128, type_vocab_size=2, num_labels=1, initializer_range=0.2,
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        type_vocab_size=2,
+        num_labels=1,
+        initializer_range=0.2,
     )
     BertForSequenceClassification(cfg).eval().save_pretrained(d)
     return d

@@ -16,15 +16,19 @@ COLS = ["reward", "output_tokens", "knn_6", "mtld", "naturalness"]
 
 def dataset_table(rng, n=40, noise=0.05, coefs=(-0.15, 8e-5, -0.9, 0.0, 0.3), intercept=1.07):
     """One row per 'trained dataset': indicator means and an eval loss from a known log-linear law."""
-    x = np.column_stack([
-        rng.normal(0.5, 1.0, n),  # reward logit mean
-        rng.normal(300, 120, n),  # output tokens mean
-        rng.normal(0.9, 0.05, n),  # knn_6 mean
-        rng.normal(60, 10, n),  # mtld mean
-        rng.uniform(0.6, 0.95, n),  # naturalness mean
-    ])
+    x = np.column_stack(
+        [
+            rng.normal(0.5, 1.0, n),  # reward logit mean
+            rng.normal(300, 120, n),  # output tokens mean
+            rng.normal(0.9, 0.05, n),  # knn_6 mean
+            rng.normal(60, 10, n),  # mtld mean
+            rng.uniform(0.6, 0.95, n),  # naturalness mean
+        ]
+    )
     log_loss = intercept + x @ np.array(coefs) + noise * rng.standard_normal(n)
-    t = pa.table({c: x[:, i] for i, c in enumerate(COLS)} | {"eval_loss": np.exp(log_loss), "name": [f"d{i}" for i in range(n)]})
+    t = pa.table(
+        {c: x[:, i] for i, c in enumerate(COLS)} | {"eval_loss": np.exp(log_loss), "name": [f"d{i}" for i in range(n)]}
+    )
     return t, x, log_loss
 
 
@@ -49,7 +53,12 @@ def test_loss_is_log_flag():
     rng = np.random.default_rng(RUN_SEED)
     t, _, log_loss = dataset_table(rng)
     a = fit_rule(t, "eval_loss", COLS)
-    b = fit_rule(t.set_column(t.column_names.index("eval_loss"), "eval_loss", pa.array(log_loss)), "eval_loss", COLS, loss_is_log=True)
+    b = fit_rule(
+        t.set_column(t.column_names.index("eval_loss"), "eval_loss", pa.array(log_loss)),
+        "eval_loss",
+        COLS,
+        loss_is_log=True,
+    )
     assert a.coefficients == pytest.approx(b.coefficients, rel=1e-12) and a.intercept == pytest.approx(b.intercept)
     assert a.stats["loss_is_log"] is False and b.stats["loss_is_log"] is True
 
@@ -106,7 +115,10 @@ def test_rule_roundtrips_json_and_scores(tmp_path):
     assert back == rule
     records = pa.table({"instruction": ["a", "b"], "output": ["x", "y"], "reward": [1.0, -1.0], "knn_6": [0.8, 1.0]})
     scored = instructfast.score(records, indicators=[], rule=str(path))
-    expect = [rule.intercept + rule.coefficients["reward"] * r + rule.coefficients["knn_6"] * k for r, k in [(1.0, 0.8), (-1.0, 1.0)]]
+    expect = [
+        rule.intercept + rule.coefficients["reward"] * r + rule.coefficients["knn_6"] * k
+        for r, k in [(1.0, 0.8), (-1.0, 1.0)]
+    ]
     np.testing.assert_allclose(scored.column("predicted_log_loss").to_pylist(), expect, rtol=1e-12)
 
 

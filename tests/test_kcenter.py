@@ -79,9 +79,10 @@ def test_lazy_bounds_give_the_brute_force_picks(monkeypatch, pool, ratio, data):
     # duplicates: copies tie exactly, and the lowest position must win, as in the reference
     assert got.tolist() == brute_farthest_first(x, 45, 5), RUN_SEED
     seeds = rng.choice(700, 9, replace=False)
-    assert kcenter_greedy(x, 30, already_selected=seeds, strategy="lazy").tolist() == kcenter_greedy(
-        x, 30, already_selected=seeds, strategy="full"
-    ).tolist()
+    assert (
+        kcenter_greedy(x, 30, already_selected=seeds, strategy="lazy").tolist()
+        == kcenter_greedy(x, 30, already_selected=seeds, strategy="full").tolist()
+    )
 
 
 def test_float32_picks_are_farthest_up_to_rounding():

@@ -58,9 +58,7 @@ def rng():
 
 def test_vector_column_matches_brute_force(rng):
     t, u, valid = vector_table(rng, 90, 12)
-    out = instructfast.score(
-        t, indicators=["knn_6", "knn_1", "knn_3"], options={"knn_vectors": "emb"}, batch_rows=17
-    )
+    out = instructfast.score(t, indicators=["knn_6", "knn_1", "knn_3"], options={"knn_vectors": "emb"}, batch_rows=17)
     assert out.column_names == ["instruction", "output", "emb", "knn_6", "knn_1", "knn_3"]
     # rows and original columns untouched (assert_array_equal counts NaN == NaN)
     assert out.column("instruction").equals(t.column("instruction"))
@@ -143,7 +141,9 @@ def test_reference_pool_round_trip_and_scoring(rng, tmp_path):
     alone = instructfast.score(pool_t, indicators=["knn_1", "knn_6"], options={"knn_vectors": "emb"})
     for c in ("knn_1", "knn_6"):
         np.testing.assert_allclose(
-            np.array(inside.column(c).to_pylist(), dtype=float), np.array(alone.column(c).to_pylist(), dtype=float), atol=1e-7
+            np.array(inside.column(c).to_pylist(), dtype=float),
+            np.array(alone.column(c).to_pylist(), dtype=float),
+            atol=1e-7,
         )
     assert "knn_1" not in (ScoreReport.from_table(inside).notes or {})  # every row found its copy
 

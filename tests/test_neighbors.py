@@ -95,7 +95,9 @@ def test_torch_equals_faiss(rng, rerank_on_device):
 def test_approximate_search_reports_measured_recall(rng):
     centers = rng.normal(size=(30, 32))
     x = as_unit_vectors(centers[rng.integers(0, 30, 3000)] + 0.6 * rng.normal(size=(3000, 32)))
-    index = NeighborIndex(x, exact_max=1000, recall_sample=400, recall_target=0.9, nprobe=1, seed=int(rng.integers(1 << 30)))
+    index = NeighborIndex(
+        x, exact_max=1000, recall_sample=400, recall_target=0.9, nprobe=1, seed=int(rng.integers(1 << 30))
+    )
     assert not index.exact
     d, ids, rep = index.search(x, 6, exclude="position", query_ids=np.arange(3000), recall_ks=[1, 6])
     assert rep.method.startswith("approximate (faiss IVF") and rep.nprobe == index.nprobe

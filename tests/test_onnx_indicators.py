@@ -13,8 +13,8 @@ import torch
 
 import instructfast
 from instructfast.indicators import describe
-from instructfast.options import ScoreOptions
 from instructfast.models.onnx_runtime import shared_model
+from instructfast.options import ScoreOptions
 from instructfast.scoring import ScoreReport
 
 from .conftest import load_sample_records
@@ -48,7 +48,9 @@ def test_reward_pair_matches_hf_sequence_classifier():
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     rows = _records()
-    out = instructfast.score(pa.Table.from_pylist(rows), indicators="reward", models={"reward": str(exported("reward-pair"))})
+    out = instructfast.score(
+        pa.Table.from_pylist(rows), indicators="reward", models={"reward": str(exported("reward-pair"))}
+    )
     got = out.column("reward").to_pylist()
     tok = AutoTokenizer.from_pretrained(str(hf_folder("reward-pair")))
     model = AutoModelForSequenceClassification.from_pretrained(str(hf_folder("reward-pair"))).eval()
@@ -79,7 +81,9 @@ def test_reward_pair_truncate_matches_hf_longest_first():
 
     rows = [{"instruction": "Repeat the word.", "input": "", "output": "word " * 400}]
     out = instructfast.score(
-        pa.Table.from_pylist(rows), indicators="reward", models={"reward": str(exported("reward-pair"))},
+        pa.Table.from_pylist(rows),
+        indicators="reward",
+        models={"reward": str(exported("reward-pair"))},
         options={"on_overflow": "truncate"},
     )
     tok = AutoTokenizer.from_pretrained(str(hf_folder("reward-pair")))
@@ -103,7 +107,9 @@ def _oasst_reference(texts: list[str]) -> list[float]:
     cfg = GPTNeoXConfig(**{k: v for k, v in raw.items() if k not in ("model_type", "architectures", "pooling")})
     state = load_file(str(folder / "model.safetensors"))
     body = GPTNeoXModel(cfg)
-    body.load_state_dict({k[len("gpt_neox."):]: v for k, v in state.items() if k.startswith("gpt_neox.")}, strict=False)
+    body.load_state_dict(
+        {k[len("gpt_neox.") :]: v for k, v in state.items() if k.startswith("gpt_neox.")}, strict=False
+    )
     body.eval()
     tok = AutoTokenizer.from_pretrained(str(folder))
     out = []
@@ -117,7 +123,9 @@ def _oasst_reference(texts: list[str]) -> list[float]:
 
 def test_reward_oasst_matches_last_token_head():
     rows = _records(16)
-    out = instructfast.score(pa.Table.from_pylist(rows), indicators=["reward"], models={"reward": str(exported("reward-oasst"))})
+    out = instructfast.score(
+        pa.Table.from_pylist(rows), indicators=["reward"], models={"reward": str(exported("reward-oasst"))}
+    )
     got = out.column("reward").to_pylist()
     keep = [i for i, r in enumerate(rows) if r["output"] and r["output"].strip() and _prompt(r) is not None]
     texts = [f"<|prompter|>{_prompt(rows[i])}<|endoftext|><|assistant|>{rows[i]['output']}<|endoftext|>" for i in keep]
@@ -156,7 +164,9 @@ def _unieval_reference(texts: list[str]) -> np.ndarray:
 
 def test_unieval_matches_t5_forward():
     rows = _records(12)
-    out = instructfast.score(pa.Table.from_pylist(rows), indicators="unieval", models={"unieval": str(exported("unieval"))})
+    out = instructfast.score(
+        pa.Table.from_pylist(rows), indicators="unieval", models={"unieval": str(exported("unieval"))}
+    )
     q = {
         "naturalness": "question: Is this a natural response in the dialogue? </s> response: {o}",
         "coherence": "question: Is this a coherent response given the dialogue history? </s> response: {o} </s> dialogue history: {h}",
@@ -173,7 +183,9 @@ def test_unieval_matches_t5_forward():
         np.testing.assert_allclose([got[i] for i in keep], ref, atol=1e-5)
         assert all(got[i] is None for i in range(len(rows)) if i not in keep)
         assert report.nulls[dim]["output is null"] == 1
-        assert report.nulls[dim]["output is empty"] == sum(r["output"] is not None and not r["output"].strip() for r in rows)
+        assert report.nulls[dim]["output is empty"] == sum(
+            r["output"] is not None and not r["output"].strip() for r in rows
+        )
     assert report.nulls["coherence"]["instruction is null"] == 1
 
 
@@ -207,8 +219,9 @@ def test_unavailable_without_models_says_how_to_get_them(monkeypatch):
 def test_rule_v3_end_to_end():
     rows = _records(10)[:10]
     models = {"reward": str(exported("reward-pair")), "unieval": str(exported("unieval"))}
-    out = instructfast.score(pa.Table.from_pylist(rows), rule="instructmining-v3", models=models,
-                             indicators=["reward", "unieval"])
+    out = instructfast.score(
+        pa.Table.from_pylist(rows), rule="instructmining-v3", models=models, indicators=["reward", "unieval"]
+    )
     r = instructfast.get_rule("instructmining-v3")
     for row in out.to_pylist():
         if row["reward"] is None:
@@ -222,12 +235,13 @@ def test_rule_v1_end_to_end_with_knn_and_lm_tokens():
     """v1 needs reward (tiny ONNX), output_tokens (the LM tokenizer) and knn_6 (packaged MiniLM + faiss)."""
     rows = [r for r in _records(16) if r["instruction"] and r["output"] and r["output"].strip()]
     models = {"reward": str(exported("reward-pair"))}
-    out = instructfast.score(pa.Table.from_pylist(rows), rule="instructmining-v1", models=models,
-                             indicators=["reward"])
+    out = instructfast.score(pa.Table.from_pylist(rows), rule="instructmining-v1", models=models, indicators=["reward"])
     r = instructfast.get_rule("instructmining-v1")
     assert set(r.coefficients) == {"reward", "output_tokens", "knn_6"}
     got = out.to_pylist()
-    assert sum(row["predicted_log_loss"] is not None for row in got) >= len(rows) // 2  # rows past the tiny window are null
+    assert (
+        sum(row["predicted_log_loss"] is not None for row in got) >= len(rows) // 2
+    )  # rows past the tiny window are null
     for row in got:
         if any(row[k] is None for k in r.coefficients):
             assert row["predicted_log_loss"] is None

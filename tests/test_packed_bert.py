@@ -129,7 +129,13 @@ def test_verification_catches_a_packed_graph_that_differs(tmp_path):
 def test_supports_only_plain_bert():
     from transformers import BertConfig, BertModel
 
-    small = {"vocab_size": 50, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}
+    small = {
+        "vocab_size": 50,
+        "hidden_size": 8,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 8,
+    }
     assert packed_bert.supports(BertModel(BertConfig(**small)))
     assert not packed_bert.supports(BertModel(BertConfig(**small, position_embedding_type="relative_key")))
     assert not packed_bert.supports(BertModel(BertConfig(**small, hidden_act="gelu_new")))

@@ -101,7 +101,10 @@ def test_in_repo_sample_perplexity_and_ifd(smol, sample_records):
     out = _score(rows, indicators=["perplexity", "ifd", "input_tokens"])
     tok, model = smol.tokenizer, smol.model
     for r, p, ifd, it in zip(
-        rows, out.column("perplexity").to_pylist(), out.column("ifd").to_pylist(), out.column("input_tokens").to_pylist()
+        rows,
+        out.column("perplexity").to_pylist(),
+        out.column("ifd").to_pylist(),
+        out.column("input_tokens").to_pylist(),
     ):
         ref, _ = hf_row(model, tok, prompt_of(r), r["output"], bos=[])
         assert p == pytest.approx(ref, rel=1e-4)
@@ -171,7 +174,9 @@ def test_nulls_and_overflow(smol):
     o = tok("fine", add_special_tokens=False)["input_ids"]
     ctx = ctx[len(ctx) - (64 - len(o)) :]
     with torch.no_grad():
-        ref = math.exp(model(input_ids=torch.tensor([ctx + o]), labels=torch.tensor([[-100] * len(ctx) + o])).loss.item())
+        ref = math.exp(
+            model(input_ids=torch.tensor([ctx + o]), labels=torch.tensor([[-100] * len(ctx) + o])).loss.item()
+        )
     assert vals[3] == pytest.approx(ref, rel=1e-4)
     trunc = _score(rows[:1], indicators=["perplexity"], options={"lm_max_length": 64, "on_overflow": "truncate"})
     assert trunc.column("perplexity").to_pylist()[0] is not None
@@ -180,9 +185,16 @@ def test_nulls_and_overflow(smol):
 def _tiny_llama_folder(tmp_path, bos_added: bool):
     """A randomly initialised Llama saved as a Hugging Face folder, with SmolLM2's tokenizer."""
     cfg = transformers.LlamaConfig(
-        vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
-        bos_token_id=1, eos_token_id=2,
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(cfg)
@@ -196,8 +208,10 @@ def _tiny_llama_folder(tmp_path, bos_added: bool):
 @needs_smollm2
 def test_local_folder_goes_through_registry_and_matches_hf(tmp_path):
     folder, model = _tiny_llama_folder(tmp_path, bos_added=False)
-    rows = [{"instruction": "Name a fruit", "input": "", "output": "An apple, or a pear."},
-            {"instruction": "Add", "input": "2 and 3", "output": "5"}]
+    rows = [
+        {"instruction": "Name a fruit", "input": "", "output": "An apple, or a pear."},
+        {"instruction": "Add", "input": "2 and 3", "output": "5"},
+    ]
     out = _score(rows, indicators=["perplexity"], models={"lm": str(folder)})
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     model.eval()
@@ -222,7 +236,9 @@ def test_hub_ids_use_the_same_from_pretrained_path(monkeypatch, tmp_path):
 
     fake = types.SimpleNamespace(AutoTokenizer=Spy, AutoModelForCausalLM=Spy)
     monkeypatch.setattr(causal_lm, "_require_transformers", lambda: fake)
-    src = registry.ModelSource("lm", registry.classify("meta-llama/Llama-2-7b-hf"), "meta-llama/Llama-2-7b-hf", "models=")
+    src = registry.ModelSource(
+        "lm", registry.classify("meta-llama/Llama-2-7b-hf"), "meta-llama/Llama-2-7b-hf", "models="
+    )
     assert src.kind == "hub-id"
     with pytest.raises(OSError, match="offline"):
         load_causal_lm(src)

@@ -120,7 +120,9 @@ def test_polars_input(table):
     pl = pytest.importorskip("polars")
     df = pl.from_arrow(table.slice(0, 20))
     out = _quiet(instructfast.score, df, indicators=["output_words"])
-    assert out.column("output_words").to_pylist() == [LexicalRichness(t).words for t in table.column("output").to_pylist()[:20]]
+    assert out.column("output_words").to_pylist() == [
+        LexicalRichness(t).words for t in table.column("output").to_pylist()[:20]
+    ]
 
 
 def test_hf_datasets_table_including_shuffled_view(table):
@@ -183,7 +185,9 @@ def test_sharegpt_and_messages_score_last_assistant_turn():
 
 
 def test_missing_required_column_names_it_and_lists_found():
-    with pytest.raises(SchemaError, match=r"missing required columns `instruction` and `output`; found columns: \['text'\]"):
+    with pytest.raises(
+        SchemaError, match=r"missing required columns `instruction` and `output`; found columns: \['text'\]"
+    ):
         instructfast.score(pa.table({"text": ["hi"]}))
 
 
@@ -233,7 +237,9 @@ def test_rule_with_missing_indicators_names_them_and_how_to_enable():
         instructfast.score(t, rule="instructmining-v1")
     msg = str(e.value)
     assert "`reward`" in msg
-    assert "`knn_6`" not in msg and "`output_tokens`" not in msg  # available (LM tokenizer): only what is missing is listed
+    assert (
+        "`knn_6`" not in msg and "`output_tokens`" not in msg
+    )  # available (LM tokenizer): only what is missing is listed
     assert "instructfast models" in msg
 
 

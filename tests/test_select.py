@@ -13,18 +13,19 @@ import instructfast
 from instructfast import RuleError, SchemaError, get_rule, select
 from instructfast.selection import resolve_budget
 from instructfast.selection.kcenter import kcenter_greedy
-from instructfast.selection.kmeans_kcenter import proportional_quotas
 
 RUN_SEED = int(np.random.SeedSequence().entropy % 2**32)
 
 
 def records(n: int, rng) -> pa.Table:
-    return pa.table({
-        "instruction": [f"task {i}" for i in range(n)],
-        "input": [""] * n,
-        "output": [f"answer {i}" for i in range(n)],
-        "predicted_log_loss": rng.integers(0, 20, n).astype(np.float64) / 10,  # many ties on purpose
-    })
+    return pa.table(
+        {
+            "instruction": [f"task {i}" for i in range(n)],
+            "input": [""] * n,
+            "output": [f"answer {i}" for i in range(n)],
+            "predicted_log_loss": rng.integers(0, 20, n).astype(np.float64) / 10,  # many ties on purpose
+        }
+    )
 
 
 # ------------------------------------------------------------------------- budgets
@@ -32,8 +33,15 @@ def records(n: int, rng) -> pa.Table:
 
 @pytest.mark.parametrize(
     "k,fraction,available,expect",
-    [(None, 0.005, 1000, 5), (None, 0.0025, 1000, 3), (None, 0.0024, 1000, 2), (None, 1e-9, 10, 1),
-     (None, 1.0, 7, 7), (3, None, 3, 3), (None, 0.5, 5, 3)],
+    [
+        (None, 0.005, 1000, 5),
+        (None, 0.0025, 1000, 3),
+        (None, 0.0024, 1000, 2),
+        (None, 1e-9, 10, 1),
+        (None, 1.0, 7, 7),
+        (3, None, 3, 3),
+        (None, 0.5, 5, 3),
+    ],
 )
 def test_budget_rounding(k, fraction, available, expect):
     assert resolve_budget(k, fraction, available) == expect
@@ -83,8 +91,15 @@ def test_rule_ranks_ascending_with_stable_ties_and_skips_nulls():
 def test_rule_scores_with_a_rule_when_the_column_is_absent():
     rng = np.random.default_rng(RUN_SEED)
     n = 200
-    t = pa.table({"instruction": ["q"] * n, "output": ["a"] * n, "reward": rng.normal(size=n),
-                  "output_tokens": rng.integers(1, 500, n), "knn_6": pa.array(rng.random(n), mask=rng.random(n) < 0.1)})
+    t = pa.table(
+        {
+            "instruction": ["q"] * n,
+            "output": ["a"] * n,
+            "reward": rng.normal(size=n),
+            "output_tokens": rng.integers(1, 500, n),
+            "knn_6": pa.array(rng.random(n), mask=rng.random(n) < 0.1),
+        }
+    )
     res = select(t, k=15, method="rule", rule="instructmining-v1")
     v = get_rule("instructmining-v1").apply(t).to_numpy(zero_copy_only=False)
     ok = np.flatnonzero(~np.isnan(v))
@@ -93,8 +108,12 @@ def test_rule_scores_with_a_rule_when_the_column_is_absent():
     with pytest.raises(RuleError, match=r"ranks by `predicted_log_loss`, which is not in the data.*pass `rule=`"):
         select(t, k=3, method="rule")
     with pytest.raises(RuleError, match=r"`nope`: no indicator makes this column"):
-        select(t.drop_columns(["knn_6"]).append_column("x", pa.array([1] * n)), k=3, method="rule",
-               rule={"name": "r", "intercept": 0.0, "coefficients": {"nope": 1.0}})
+        select(
+            t.drop_columns(["knn_6"]).append_column("x", pa.array([1] * n)),
+            k=3,
+            method="rule",
+            rule={"name": "r", "intercept": 0.0, "coefficients": {"nope": 1.0}},
+        )
 
 
 def test_rule_custom_column_and_type_error():
@@ -135,7 +154,9 @@ def test_kcenter_column_is_farthest_first_on_unit_vectors(fixed):
     assert res.positions.tolist() == kcenter_greedy(u, 25, seed=3).tolist()
     assert select(t, k=25, method="kcenter", embeddings=x, seed=3).positions.tolist() == res.positions.tolist()
     chunked = pa.concat_tables([t.slice(0, 250), t.slice(250, 100), t.slice(350)])  # sliced chunks, offsets
-    assert select(chunked, k=25, method="kcenter", embeddings="emb", seed=3).positions.tolist() == res.positions.tolist()
+    assert (
+        select(chunked, k=25, method="kcenter", embeddings="emb", seed=3).positions.tolist() == res.positions.tolist()
+    )
     assert res.nulls == {} and res.available == 600
 
 
@@ -203,7 +224,14 @@ def test_kmeans_kcenter_through_select():
     ],
 )
 def test_embedding_column_errors(column, match):
-    t = pa.table({"instruction": ["a", "b"], "output": ["x", "y"], "strs": [["a"], ["b"]], "ragged": [[1.0, 2.0], [1.0, 2.0, 3.0]]})
+    t = pa.table(
+        {
+            "instruction": ["a", "b"],
+            "output": ["x", "y"],
+            "strs": [["a"], ["b"]],
+            "ragged": [[1.0, 2.0], [1.0, 2.0, 3.0]],
+        }
+    )
     with pytest.raises(SchemaError, match=match):
         select(t, k=1, method="kcenter", embeddings=column)
     with pytest.raises(ValueError, match=r"shape \[2, d\]"):
@@ -264,7 +292,21 @@ def test_cli_select_writes_records_and_positions(tmp_path, capsys):
     src = tmp_path / "scored.parquet"
     pq.write_table(t, src)
 
-    assert main(["select", str(src), "-o", str(tmp_path / "top.jsonl"), "--top", "7", "--positions", str(tmp_path / "pos.csv")]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(src),
+                "-o",
+                str(tmp_path / "top.jsonl"),
+                "--top",
+                "7",
+                "--positions",
+                str(tmp_path / "pos.csv"),
+            ]
+        )
+        == 0
+    )
     ref = select(t, k=7, method="rule")
     got = instructfast.read_table(tmp_path / "top.jsonl")
     assert got.column("instruction").to_pylist() == ref.table.column("instruction").to_pylist()
@@ -272,13 +314,52 @@ def test_cli_select_writes_records_and_positions(tmp_path, capsys):
     assert "selected 7 of 120 available rows" in capsys.readouterr().out
 
     out = tmp_path / "kc.parquet"
-    assert main(["select", str(src), "-o", str(out), "--fraction", "0.1", "--method", "kcenter", "--embeddings", "emb",
-                 "--seed", "4", "--no-progress", "--already-selected", str(tmp_path / "pos.csv")]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(src),
+                "-o",
+                str(out),
+                "--fraction",
+                "0.1",
+                "--method",
+                "kcenter",
+                "--embeddings",
+                "emb",
+                "--seed",
+                "4",
+                "--no-progress",
+                "--already-selected",
+                str(tmp_path / "pos.csv"),
+            ]
+        )
+        == 0
+    )
     ref = select(t, fraction=0.1, method="kcenter", embeddings="emb", seed=4, already_selected=ref.positions)
     assert pq.read_table(out).column("instruction").to_pylist() == ref.table.column("instruction").to_pylist()
 
-    assert main(["select", str(src), "-o", str(tmp_path / "km.arrow"), "--top", "9", "--method", "kmeans-kcenter",
-                 "--embeddings", "emb", "--clusters", "3", "--positions", str(tmp_path / "km.parquet")]) == 0
+    assert (
+        main(
+            [
+                "select",
+                str(src),
+                "-o",
+                str(tmp_path / "km.arrow"),
+                "--top",
+                "9",
+                "--method",
+                "kmeans-kcenter",
+                "--embeddings",
+                "emb",
+                "--clusters",
+                "3",
+                "--positions",
+                str(tmp_path / "km.parquet"),
+            ]
+        )
+        == 0
+    )
     pos = pq.read_table(tmp_path / "km.parquet")
     ref = select(t, k=9, method="kmeans-kcenter", embeddings="emb", clusters=3)
     assert pos.column("position").to_pylist() == ref.positions.tolist()

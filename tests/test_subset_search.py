@@ -51,8 +51,12 @@ def test_finds_the_basin(method, budget):
     evaluate, calls = _counting(loss)
     res = search_subset_size(list(range(100_000)), evaluate, 100, 100_000, budget, method=method, seed=RUN_SEED % 1000)
     assert res.method == method
-    assert abs(math.log10(res.best_size / best)) < 0.25, (RUN_SEED, best, res.history)  # within a factor 1.8; the first dip is a factor 15 away
-    assert res.best_loss == loss(res.best_size) == min(l for _, l in res.history)
+    assert abs(math.log10(res.best_size / best)) < 0.25, (
+        RUN_SEED,
+        best,
+        res.history,
+    )  # within a factor 1.8; the first dip is a factor 15 away
+    assert res.best_loss == loss(res.best_size) == min(v for _, v in res.history)
     # budget = evaluations actually run, each size once, history in call order
     assert calls == [s for s, _ in res.history] and len(calls) == len(set(calls)) == budget
 
@@ -75,14 +79,22 @@ def test_blendsearch_deterministic_for_a_seed():
 
 
 def test_subsets_are_heads_of_the_ranking():
-    t = pa.table({"instruction": [f"i{j}" for j in range(300)], "output": ["o"] * 300,
-                  "predicted_log_loss": np.random.default_rng(RUN_SEED).random(300)})
+    t = pa.table(
+        {
+            "instruction": [f"i{j}" for j in range(300)],
+            "output": ["o"] * 300,
+            "predicted_log_loss": np.random.default_rng(RUN_SEED).random(300),
+        }
+    )
     ranked = instructfast.select(t, fraction=1.0, method="rule")
     seen = []
 
     def evaluate(subset):
         assert isinstance(subset, pa.Table)
-        assert subset.column("instruction").to_pylist() == ranked.table.column("instruction").to_pylist()[: subset.num_rows]
+        assert (
+            subset.column("instruction").to_pylist()
+            == ranked.table.column("instruction").to_pylist()[: subset.num_rows]
+        )
         seen.append(subset.num_rows)
         return abs(subset.num_rows - 120)
 

@@ -134,8 +134,12 @@ def tiny_oasst(dest: Path, *, seed: int = 0) -> Path:
     specials = ["<|endoftext|>", "<|padding|>", "<|prompter|>", "<|assistant|>"]
     raw = _bpe(specials, 600, [], metaspace=False)
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|padding|>",
-        additional_special_tokens=specials[2:], model_max_length=256,
+        tokenizer_object=raw,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|padding|>",
+        additional_special_tokens=specials[2:],
+        model_max_length=256,
     )
     tok.save_pretrained(dest)
     cfg = GPTNeoXConfig(
@@ -216,13 +220,13 @@ def _root() -> Path:
     return _ROOT
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hf_folder(kind: str) -> Path:
     """The tiny Hugging Face folder for an export kind (built once per process)."""
     return _BUILDERS[kind](_root() / f"hf-{kind}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exported(kind: str) -> Path:
     """The tiny model of ``kind`` exported through the CLI (`instructfast export`), once per process."""
     from instructfast.cli import main

@@ -49,7 +49,7 @@ from .pipeline import FileRunResult, score_file
 from .pool_index import ReferencePool, build_pool
 from .rules import RULES, Rule, get_rule
 from .run_record import RunRecord
-from .scoring import ScoreReport, Scorer, score
+from .scoring import Scorer, ScoreReport, score
 from .selection import SelectionResult, SubsetSearchResult, fit_rule, search_subset_size, select
 
 __all__ = [

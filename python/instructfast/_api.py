@@ -25,12 +25,16 @@ def keyword_only(*names: str) -> Callable[[F], F]:
         params = list(inspect.signature(fn).parameters)
         leading = params.index(names[0]) if names else len(params)
         # parameters before the keyword-only marker (data; or self, schema)
-        fixed = [p for p in params[:leading] if inspect.signature(fn).parameters[p].kind is not inspect.Parameter.KEYWORD_ONLY]
+        fixed = [
+            p
+            for p in params[:leading]
+            if inspect.signature(fn).parameters[p].kind is not inspect.Parameter.KEYWORD_ONLY
+        ]
 
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
             if len(args) > len(fixed):
-                extra = args[len(fixed):]
+                extra = args[len(fixed) :]
                 if len(extra) > len(names):
                     msg = f"{fn.__qualname__}() takes {len(fixed)} positional arguments, got {len(args)}"
                     raise ArgumentTypeError(msg)

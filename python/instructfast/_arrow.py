@@ -6,7 +6,8 @@ are imported through the Arrow C stream interface.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
 

@@ -8,8 +8,8 @@ import time
 import warnings
 from pathlib import Path
 
-from ._version import __version__
 from ._native import IMPL_REASON
+from ._version import __version__
 from .errors import InstructfastError, InstructfastWarning, SchemaError
 from .io import FORMATS
 
@@ -76,8 +76,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
             bar.close()
     dt = time.perf_counter() - t0
     rep = res.report
-    print(f"scored {res.rows} rows in {dt:.2f} s ({(res.rows - res.resumed_rows) / max(dt, 1e-9):,.0f} rows/s)"
-          + (f", resumed after {res.resumed_rows} rows" if res.resumed_rows else ""))
+    print(
+        f"scored {res.rows} rows in {dt:.2f} s ({(res.rows - res.resumed_rows) / max(dt, 1e-9):,.0f} rows/s)"
+        + (f", resumed after {res.resumed_rows} rows" if res.resumed_rows else "")
+    )
     print(f"input layout: {rep.layout}; text core: {rep.impl}")
     if rep.kept_from_input:
         print(f"kept from input (not recomputed): {', '.join(rep.kept_from_input)}")
@@ -135,8 +137,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
         except ModelNotFoundError:
             state = "missing: not found in any of those places"
         print(f"{slot.name:<9} {slot.description}")
-        print(f"{'':<9} paper: {slot.paper_model}; looked in: models=/--models {slot.name}=..., env {slot.env}"
-              + (f", packaged default ({slot.offline_default})" if slot.offline_default else ""))
+        print(
+            f"{'':<9} paper: {slot.paper_model}; looked in: models=/--models {slot.name}=..., env {slot.env}"
+            + (f", packaged default ({slot.offline_default})" if slot.offline_default else "")
+        )
         print(f"{'':<9} {state}")
         print(f"{'':<9} to get it: {slot.how_to_get}")
         for cmd in slot.export_commands:
@@ -206,8 +210,10 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     out = pool.save(args.output, overwrite=args.overwrite)
     m = pool.manifest
     left = m["source"]["left_out"]
-    print(f"pool of {pool.count} vectors (dim {pool.dim}, {m['index']['type']} index) from {m['source']['rows']} rows "
-          f"in {time.perf_counter() - t0:.1f} s; vectors: {m['vectors']}")
+    print(
+        f"pool of {pool.count} vectors (dim {pool.dim}, {m['index']['type']} index) from {m['source']['rows']} rows "
+        f"in {time.perf_counter() - t0:.1f} s; vectors: {m['vectors']}"
+    )
     if left:
         print("left out: " + "; ".join(f"{r}: {n}" for r, n in left.items()))
     print(f"wrote {out}  (score against it with --option knn_pool={out})")
@@ -330,24 +336,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=_cmd_export)
 
-    sel = sub.add_parser("select", help="select a subset of a (scored) record file: rule top-k, k-center, 0.5%% coreset, random")
+    sel = sub.add_parser(
+        "select", help="select a subset of a (scored) record file: rule top-k, k-center, 0.5%% coreset, random"
+    )
     sel.add_argument("input", type=Path, help="record file, usually one written by `instructfast score`")
     sel.add_argument("-o", "--output", type=Path, required=True, help="selected records; format from extension")
     budget = sel.add_mutually_exclusive_group(required=True)
     budget.add_argument("--top", type=int, metavar="K", help="select K rows")
     budget.add_argument("--fraction", type=float, metavar="F", help="select round(F * available rows), 0 < F <= 1")
-    sel.add_argument("--method", choices=("rule", "kcenter", "kmeans-kcenter", "random"), default="rule",
-                     help="rule: ascending predicted_log_loss (default); kcenter: farthest-first on embeddings; "
-                     "kmeans-kcenter: K-means then k-center per cluster (the 0.5%% paper); random")
+    sel.add_argument(
+        "--method",
+        choices=("rule", "kcenter", "kmeans-kcenter", "random"),
+        default="rule",
+        help="rule: ascending predicted_log_loss (default); kcenter: farthest-first on embeddings; "
+        "kmeans-kcenter: K-means then k-center per cluster (the 0.5%% paper); random",
+    )
     sel.add_argument("--seed", type=int, default=0)
     sel.add_argument("-r", "--rule", help="rule preset or JSON file to score with first (rule method, no score column)")
-    sel.add_argument("--score-column", default="predicted_log_loss", help="column the rule method ranks by (lower first)")
+    sel.add_argument(
+        "--score-column", default="predicted_log_loss", help="column the rule method ranks by (lower first)"
+    )
     sel.add_argument("--embeddings", metavar="COLUMN", help="list column of vectors (default: embed with the embedder)")
     sel.add_argument("--clusters", type=int, default=None, help="kmeans-kcenter clusters (default ceil(sqrt(budget)))")
-    sel.add_argument("--already-selected", type=Path, metavar="FILE",
-                     help="kcenter: file with a `position` column of rows already chosen")
-    sel.add_argument("--positions", type=Path, metavar="FILE",
-                     help="also write the selected row positions (and clusters) to FILE, format from extension")
+    sel.add_argument(
+        "--already-selected",
+        type=Path,
+        metavar="FILE",
+        help="kcenter: file with a `position` column of rows already chosen",
+    )
+    sel.add_argument(
+        "--positions",
+        type=Path,
+        metavar="FILE",
+        help="also write the selected row positions (and clusters) to FILE, format from extension",
+    )
     sel.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
     sel.add_argument("--models", help="model slots, e.g. embedder=/models/minilm")
     sel.add_argument("--input-format", choices=FORMATS)

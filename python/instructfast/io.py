@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -42,9 +43,7 @@ _EXT: dict[str, FileFormat] = {
 FORMATS: tuple[str, ...] = ("json", "jsonl", "parquet", "arrow", "arrows", "csv")
 # Columns that hold text in known layouts: read as strings even where a CSV/JSON
 # reader would infer numbers (e.g. an `input` column holding "42").
-_TEXT_COLUMNS = sorted(
-    {c for lay in LAYOUTS for c in (lay.instruction, lay.input, lay.output) if c}
-)
+_TEXT_COLUMNS = sorted({c for lay in LAYOUTS for c in (lay.instruction, lay.input, lay.output) if c})
 
 
 def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileFormat:
@@ -164,7 +163,9 @@ def _scan_parquet(p: Path, batch_rows: int) -> FileSource:
     # cached as it goes, so memory grew with the row count (measured: 268 vs 52 MiB peak
     # Arrow allocation over 1M rows); streaming must stay flat.
     pf = pq.ParquetFile(p, pre_buffer=False)
-    return FileSource(p, "parquet", pf.schema_arrow, pf.metadata.num_rows, lambda: pf.iter_batches(batch_size=batch_rows))
+    return FileSource(
+        p, "parquet", pf.schema_arrow, pf.metadata.num_rows, lambda: pf.iter_batches(batch_size=batch_rows)
+    )
 
 
 def _scan_ipc(p: Path, fmt: FileFormat) -> FileSource:
@@ -255,7 +256,9 @@ def _record_type_problem(records: list[dict]) -> str | None:
             if k not in first:
                 first[k] = (t, i)
             elif first[k][0] is not t and not (first[k][0] is float and t is int):
-                return f"record {i}: field `{k}` is {type(v).__name__} but record {first[k][1]} has {first[k][0].__name__}"
+                return (
+                    f"record {i}: field `{k}` is {type(v).__name__} but record {first[k][1]} has {first[k][0].__name__}"
+                )
     return None
 
 

@@ -36,13 +36,14 @@ import contextlib
 import importlib.util
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
-from .options import KnnOptions
 from .errors import ArgumentError, MissingDependencyError
+from .options import KnnOptions
 
 # The search defaults are the knn option defaults (one place: instructfast.options.KnnOptions).
 DEFAULT_EXACT_MAX: int = KnnOptions.exact_max
@@ -77,7 +78,7 @@ class SearchReport:
         n = self.recall_checked.get(k, 0)
         return self.recall_found.get(k, 0) / n if n else None
 
-    def merge(self, other: "SearchReport") -> None:
+    def merge(self, other: SearchReport) -> None:
         self.queries += other.queries
         self.k = max(self.k, other.k)
         self.nprobe = other.nprobe
@@ -242,7 +243,9 @@ class NeighborIndex:
                 dev[s : s + 8192] = np.abs(np.einsum("ij,ij->i", blk, blk) - 1.0)
             if not np.isfinite(dev).all() or dev.max() > 1e-3:
                 r = int(np.argmax(np.where(np.isfinite(dev), dev, np.inf)))
-                msg = f"vectors must be unit-normalised (row {r} has squared norm 1{dev[r]:+.2e}); use as_unit_vectors()"
+                msg = (
+                    f"vectors must be unit-normalised (row {r} has squared norm 1{dev[r]:+.2e}); use as_unit_vectors()"
+                )
                 raise ArgumentError(msg)
         if not (0.0 < recall_target <= 1.0):
             msg = f"`knn_recall_target` must be in (0, 1], got {recall_target!r}"
@@ -286,7 +289,11 @@ class NeighborIndex:
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = self.seed
         n_train = min(self.n, 256 * nlist)
-        train = self.vectors if n_train == self.n else self.vectors[np.sort(self._rng.choice(self.n, n_train, replace=False))]
+        train = (
+            self.vectors
+            if n_train == self.n
+            else self.vectors[np.sort(self._rng.choice(self.n, n_train, replace=False))]
+        )
         with _threads("faiss", self.threads):
             ivf.train(train)
             for s in range(0, self.n, self.block_rows):

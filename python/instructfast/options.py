@@ -30,8 +30,9 @@ import difflib
 import types
 import typing
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 from ._cores import available_cores
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
@@ -59,8 +60,15 @@ def parse_bool(value: object, name: str) -> bool:
     raise OptionError(msg)
 
 
-def option(default: Any, doc: str, *, key: str | None = None, min: float | None = None, max: float | None = None,
-           open_interval: bool = False) -> Any:
+def option(
+    default: Any,
+    doc: str,
+    *,
+    key: str | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    open_interval: bool = False,
+) -> Any:
     """A group field: its default, one line of documentation, an explicit flat key, numeric bounds.
 
     ``open_interval`` excludes the bounds themselves (``mtld_threshold`` lies in (0, 1)).
@@ -152,8 +160,14 @@ class TextOptions(OptionGroup):
 
     prefix: ClassVar[str] = "text"
     title: ClassVar[str] = "text statistics"
-    mtld_threshold: float = option(0.72, "MTLD factor threshold (lexicalrichness' default)", key="mtld_threshold",
-                                   min=0.0, max=1.0, open_interval=True)
+    mtld_threshold: float = option(
+        0.72,
+        "MTLD factor threshold (lexicalrichness' default)",
+        key="mtld_threshold",
+        min=0.0,
+        max=1.0,
+        open_interval=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -163,8 +177,8 @@ class ModelOptions(OptionGroup):
     prefix: ClassVar[str] = "model"
     title: ClassVar[str] = "all model indicators"
     on_overflow: Overflow = option(
-        "null", "text beyond a model's window: null with a counted reason, or score its first tokens",
-        key="on_overflow")
+        "null", "text beyond a model's window: null with a counted reason, or score its first tokens", key="on_overflow"
+    )
 
 
 @dataclass(frozen=True)
@@ -173,13 +187,15 @@ class LMOptions(OptionGroup):
 
     prefix: ClassVar[str] = "lm"
     title: ClassVar[str] = "causal LM (tokens, perplexity, ifd)"
-    prompt_template: str = option("alpaca", "'alpaca', 'plain' or a format string with {instruction} and {input}",
-                                  key="prompt_template")
+    prompt_template: str = option(
+        "alpaca", "'alpaca', 'plain' or a format string with {instruction} and {input}", key="prompt_template"
+    )
     token_budget: int | None = option(None, "padded tokens per batch (default 8192 on CPU, 65536 on CUDA)", min=1)
     max_rows: int = option(64, "rows per batch at most", min=1)
     max_length: int | None = option(None, "token window (default: the model's)", min=2)
-    pad_slack: float | None = option(None, "padding allowed per batch as a fraction of real tokens "
-                                     "(default 0.05 on CPU, 0.5 on CUDA)", min=0.0)
+    pad_slack: float | None = option(
+        None, "padding allowed per batch as a fraction of real tokens (default 0.05 on CPU, 0.5 on CUDA)", min=0.0
+    )
     dtype: LMDtype | None = option(None, "weights' dtype (default float32 on CPU, bfloat16 on CUDA)")
     share_prefix: bool = option(True, "run the prompt template's shared preamble once per group of rows (exact)")
 
@@ -246,14 +262,17 @@ class KnnOptions(OptionGroup):
     vectors: str | None = option(None, "a list column of precomputed embeddings to use instead of the embedder")
     pool: str | None = option(None, "a reference pool folder (`instructfast index build`) to measure against")
     table_in_pool: bool = option(False, "with knn_pool: the scored rows are pool members (each skips its own copy)")
-    self_tol: float = option(1e-4, "with knn_table_in_pool: distance under which the nearest member is the row's copy",
-                             min=0.0)
-    exact_max: int = option(200_000, "pools up to this size are searched exactly; larger ones approximately (IVF)",
-                            min=1)
+    self_tol: float = option(
+        1e-4, "with knn_table_in_pool: distance under which the nearest member is the row's copy", min=0.0
+    )
+    exact_max: int = option(
+        200_000, "pools up to this size are searched exactly; larger ones approximately (IVF)", min=1
+    )
     nprobe: int | None = option(None, "IVF lists probed at first (doubled until the recall target is met)", min=1)
     nlist: int | None = option(None, "IVF lists (default 4 * sqrt(pool))", min=1)
-    recall_target: float = option(0.95, "recall@i the approximate search must reach on the sample (0, 1]", min=0.0,
-                                  max=1.0)
+    recall_target: float = option(
+        0.95, "recall@i the approximate search must reach on the sample (0, 1]", min=0.0, max=1.0
+    )
     recall_sample: int = option(1000, "rows whose exact neighbours check the approximate search", min=1)
     backend: KnnBackend = option("auto", "auto (torch on CUDA, else faiss), faiss or torch")
     seed: int = option(0, "seed of the IVF training sample and the recall sample")
@@ -261,8 +280,10 @@ class KnnOptions(OptionGroup):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.table_in_pool and not self.pool:
-            msg = ("option `knn_table_in_pool` only applies with `knn_pool=DIR` "
-                   "(the scored table is always its own pool otherwise)")
+            msg = (
+                "option `knn_table_in_pool` only applies with `knn_pool=DIR` "
+                "(the scored table is always its own pool otherwise)"
+            )
             raise OptionError(msg)
 
 
@@ -294,12 +315,19 @@ def option_keys() -> dict[str, tuple[str, str]]:
 def describe_options() -> list[dict[str, Any]]:
     """One dict per option key: ``key``, ``group``, ``type``, ``default``, ``doc`` (for help texts)."""
     rows = []
-    for attr, group in GROUPS.items():
+    for group in GROUPS.values():
         hints = typing.get_type_hints(group)
         for f in dataclasses.fields(group):
             hint = hints[f.name]
-            rows.append({"key": _key(group, f), "group": group.title, "type": _type_name(hint),
-                         "default": f.default, "doc": f.metadata.get("doc", "")})
+            rows.append(
+                {
+                    "key": _key(group, f),
+                    "group": group.title,
+                    "type": _type_name(hint),
+                    "default": f.default,
+                    "doc": f.metadata.get("doc", ""),
+                }
+            )
     return rows
 
 
@@ -428,8 +456,9 @@ def _groups_from_flat(flat: Mapping[str, object]) -> dict[str, OptionGroup]:
             msg = f"option keys must be strings, got {key!r}"
             raise OptionError(msg)
         if key in ALIASES:
-            warnings.warn(f"option `{key}` is deprecated: use `{ALIASES[key]}`", InstructfastDeprecationWarning,
-                          stacklevel=4)
+            warnings.warn(
+                f"option `{key}` is deprecated: use `{ALIASES[key]}`", InstructfastDeprecationWarning, stacklevel=4
+            )
             key = ALIASES[key]
         if key not in keys:
             near = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)

@@ -13,9 +13,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -26,7 +27,7 @@ from .errors import ArgumentError, ResumeError
 from .io import atomic_writer, detect_format, scan_file
 from .options import ScoreOptions
 from .rules import Rule
-from .scoring import REPORT_KEY, ScoreReport, Scorer
+from .scoring import REPORT_KEY, Scorer, ScoreReport
 from .summary import Summary
 
 STATE = "state.json"
@@ -82,7 +83,12 @@ def score_file(
     out = Path(output)
     out_fmt = detect_format(out, output_format)
     opts = ScoreOptions.build(
-        threads=threads, batch_rows=batch_rows, mtld_threshold=mtld_threshold, models=models, device=device, options=options
+        threads=threads,
+        batch_rows=batch_rows,
+        mtld_threshold=mtld_threshold,
+        models=models,
+        device=device,
+        options=options,
     )
     text_cols = tuple(columns.values()) if columns else ()
     src = scan_file(input, format=input_format, batch_rows=batch_rows, text_columns=text_cols)

@@ -22,8 +22,9 @@ import datetime as _dt
 import json
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -77,7 +78,9 @@ class RecordVectors:
         if self.vectors_column is None and self._embedder is None:
             from .models.embedder import load_embedder
 
-            self._embedder = load_embedder(self.models or None, device=self.device, threads=self.threads, **self.runtime)
+            self._embedder = load_embedder(
+                self.models or None, device=self.device, threads=self.threads, **self.runtime
+            )
             self.dim = int(self._embedder.dim)
 
     def model_record(self) -> dict[str, Any]:
@@ -110,7 +113,9 @@ class RecordVectors:
         """Vectors from a user column: nulls, non-finite and all-zero rows are left out by reason."""
         from .vectors import column_vectors, unit_rows
 
-        x, valid = column_vectors(pa.table({self.vectors_column or "vectors": column}), self.vectors_column or "vectors")
+        x, valid = column_vectors(
+            pa.table({self.vectors_column or "vectors": column}), self.vectors_column or "vectors"
+        )
         if x.shape[0] and valid.any():
             self._check_dim(x.shape[1], f"knn_vectors column `{self.vectors_column}`")
         u, pos, reasons = unit_rows(x, valid)
@@ -263,7 +268,11 @@ class ReferencePool:
             "count": self.count,
             "dim": self.dim,
             "index": index_info,
-            **{k: v for k, v in self.manifest.items() if k not in ("format", "version", "vectors", "count", "dim", "index")},
+            **{
+                k: v
+                for k, v in self.manifest.items()
+                if k not in ("format", "version", "vectors", "count", "dim", "index")
+            },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if path.exists():
@@ -274,7 +283,7 @@ class ReferencePool:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None) -> "ReferencePool":
+    def load(cls, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None) -> ReferencePool:
         """Read a pool folder; with ``expect`` (the run's vector identity) a mismatch raises."""
         path = Path(path)
         mf = path / MANIFEST

@@ -23,8 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Distributions whose versions decide results or speed; those not installed are left out.
-_DISTRIBUTIONS = ("instructfast", "pyarrow", "numpy", "torch", "transformers", "tokenizers", "onnxruntime",
-                  "triton", "faiss-cpu", "faiss-gpu", "ray")
+_DISTRIBUTIONS = (
+    "instructfast",
+    "pyarrow",
+    "numpy",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "onnxruntime",
+    "triton",
+    "faiss-cpu",
+    "faiss-gpu",
+    "ray",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -75,8 +86,11 @@ class RunRecord:
         return cls(
             started=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             versions=package_versions(),
-            platform={"platform": platform.platform(), "machine": platform.machine(),
-                      "python_implementation": sys.implementation.name},
+            platform={
+                "platform": platform.platform(),
+                "machine": platform.machine(),
+                "python_implementation": sys.implementation.name,
+            },
         )
 
     def add_model(self, entry: dict[str, Any]) -> None:

@@ -235,7 +235,7 @@ class Scorer:
             ind.close()
         self._started = False
 
-    def __enter__(self) -> "Scorer":
+    def __enter__(self) -> Scorer:
         self.start()
         return self
 
@@ -420,7 +420,12 @@ def score(
     [4]
     """
     opts = ScoreOptions.build(
-        threads=threads, batch_rows=batch_rows, mtld_threshold=mtld_threshold, models=models, device=device, options=options
+        threads=threads,
+        batch_rows=batch_rows,
+        mtld_threshold=mtld_threshold,
+        models=models,
+        device=device,
+        options=options,
     )
     total = total_rows(data)
     reader = to_reader(data)

@@ -21,9 +21,7 @@ from .textstats import TextStats
 from .tokens import Tokens
 from .unieval import UniEval
 
-REGISTRY: dict[str, type[Indicator]] = {
-    cls.name: cls for cls in (TextStats, Tokens, LogProb, Reward, UniEval, Knn)
-}
+REGISTRY: dict[str, type[Indicator]] = {cls.name: cls for cls in (TextStats, Tokens, LogProb, Reward, UniEval, Knn)}
 """Indicator key -> class; the keys are the file stems of every piece of each group (STYLE.md section 4)."""
 
 
@@ -97,8 +95,10 @@ def plan(
             if c not in lst:
                 lst.append(c)
 
-    if requested is not None and not isinstance(requested, str) and not (
-        isinstance(requested, Sequence) and all(isinstance(x, str) for x in requested)
+    if (
+        requested is not None
+        and not isinstance(requested, str)
+        and not (isinstance(requested, Sequence) and all(isinstance(x, str) for x in requested))
     ):
         msg = f"`indicators` must be None, a name or a list of names, got {requested!r}"
         raise ArgumentTypeError(msg)

@@ -31,8 +31,8 @@ import pyarrow as pa
 from ..columns import CanonicalBatch
 from ..models.registry import resolve, slot_status
 from ..options import ScoreOptions
-from ..run_record import RunRecord
 from ..prompts import PromptTemplate
+from ..run_record import RunRecord
 from .base import NULL_INSTRUCTION, NULL_OUTPUT, Availability, Indicator, NullCounter, OutputColumn, masked
 
 NO_TOKENS = "output has no tokens"

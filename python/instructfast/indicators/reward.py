@@ -30,9 +30,18 @@ import pyarrow as pa
 from ..columns import CanonicalBatch
 from ..models.registry import slot_status
 from ..options import ScoreOptions
-from ..run_record import RunRecord
 from ..prompts import dialogue_prompts, oasst_text
-from .base import EMPTY_OUTPUT, NULL_INSTRUCTION, NULL_OUTPUT, Availability, Indicator, NullCounter, OutputColumn, masked
+from ..run_record import RunRecord
+from .base import (
+    EMPTY_OUTPUT,
+    NULL_INSTRUCTION,
+    NULL_OUTPUT,
+    Availability,
+    Indicator,
+    NullCounter,
+    OutputColumn,
+    masked,
+)
 
 TOO_LONG = "text exceeds the reward model's window"
 TRUNCATED = "text truncated to the reward model's window (on_overflow='truncate')"

@@ -40,7 +40,9 @@ class Tokens(Indicator):
     def _count(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         texts = arr.to_pylist()
         valid = np.array([t is not None for t in texts], dtype=bool)
-        ids = self.tok([t for t in texts if t is not None], add_special_tokens=False)["input_ids"] if valid.any() else []
+        ids = (
+            self.tok([t for t in texts if t is not None], add_special_tokens=False)["input_ids"] if valid.any() else []
+        )
         counts = np.zeros(len(texts), dtype=np.int64)
         counts[valid] = [len(x) for x in ids]
         return counts, ~valid

@@ -26,9 +26,18 @@ import pyarrow as pa
 from ..columns import CanonicalBatch
 from ..models.registry import slot_status
 from ..options import ScoreOptions
-from ..run_record import RunRecord
 from ..prompts import UNIEVAL_QUESTIONS, dialogue_prompts, unieval_input
-from .base import EMPTY_OUTPUT, NULL_INSTRUCTION, NULL_OUTPUT, Availability, Indicator, NullCounter, OutputColumn, masked
+from ..run_record import RunRecord
+from .base import (
+    EMPTY_OUTPUT,
+    NULL_INSTRUCTION,
+    NULL_OUTPUT,
+    Availability,
+    Indicator,
+    NullCounter,
+    OutputColumn,
+    masked,
+)
 
 TRUNCATED = "input truncated at the UniEval window (1024 tokens)"
 
@@ -46,9 +55,7 @@ def yes_probability(logits: np.ndarray) -> np.ndarray:
 class UniEval(Indicator):
     name = "unieval"
     models = ("unieval",)
-    columns = tuple(
-        OutputColumn(d, pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))") for d in UNIEVAL_QUESTIONS
-    )
+    columns = tuple(OutputColumn(d, pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))") for d in UNIEVAL_QUESTIONS)
 
     @classmethod
     def availability(cls, options: ScoreOptions) -> Availability:

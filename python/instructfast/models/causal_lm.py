@@ -20,7 +20,7 @@ from ..errors import MissingDependencyError, ModelError
 from .registry import ModelSource, cache_dir, sha256_file
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str], "LoadedLM"] = {}
+_loaded: dict[tuple[str, str, str], LoadedLM] = {}
 _tokenizers: dict[tuple[str, str, str], Any] = {}
 
 

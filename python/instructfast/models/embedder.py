@@ -21,15 +21,14 @@ a missing output (``knn_<i>``) check ``batch.output`` themselves.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
-
-import pyarrow as pa
 
 import numpy as np
+import pyarrow as pa
 
-from ..errors import ArgumentTypeError, ModelError
 from ..columns import resolve_columns
+from ..errors import ArgumentTypeError, ModelError
 from ..prompts import embedding_texts
 from .export import cached_export
 from .onnx_runtime import OnnxModel, read_manifest

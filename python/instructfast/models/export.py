@@ -134,8 +134,18 @@ def export(
     """
     _require_torch()
     with _quiet():
-        return _export(kind, src, dest, max_length=max_length, opset=opset, revision=revision,
-                       overwrite=overwrite, verify=verify, fuse=fuse, packed=packed)
+        return _export(
+            kind,
+            src,
+            dest,
+            max_length=max_length,
+            opset=opset,
+            revision=revision,
+            overwrite=overwrite,
+            verify=verify,
+            fuse=fuse,
+            packed=packed,
+        )
 
 
 @contextlib.contextmanager
@@ -275,7 +285,10 @@ def _trace_inputs(graph, tok) -> tuple[tuple, dict]:
     import torch
 
     if graph.example is not None:
-        rows = [tok("hello world " * 8, truncation=True, max_length=16)["input_ids"], tok("a b c d e f g h")["input_ids"]]
+        rows = [
+            tok("hello world " * 8, truncation=True, max_length=16)["input_ids"],
+            tok("a b c d e f g h")["input_ids"],
+        ]
         return graph.example(rows), graph.dynamic_shapes
     enc = tok(["hello world " * 8, "a b c " * 8], truncation=True, max_length=16, padding="max_length")
     ids = torch.tensor(enc["input_ids"], dtype=torch.long)

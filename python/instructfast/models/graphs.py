@@ -22,15 +22,15 @@ Loading needs ``torch`` and ``transformers``; only the export path imports this 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import ModelError, ModelFileError
-
 
 
 @dataclass
@@ -235,7 +235,9 @@ def build_reward_oasst(src: str, *, revision: str | None = None, max_length: int
     missing = [m for m in missing if not m.endswith(("rotary_emb.inv_freq", "masked_bias", ".bias_mask"))]
     unexpected = [u for u in unexpected if not u.endswith(("rotary_emb.inv_freq", "attention.bias", "masked_bias"))]
     if missing or unexpected:
-        msg = f"{src}: GPT-NeoX body weights do not match its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        msg = (
+            f"{src}: GPT-NeoX body weights do not match its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
         raise ModelError(msg)
     if "out_proj.weight" not in state:
         msg = f"{src}: no `out_proj.weight` (the scalar reward head of GPTNeoXRewardModel)"
@@ -304,7 +306,11 @@ def _sbert_settings(src: str) -> tuple[int | None, str]:
     pool = p / "1_Pooling" / "config.json"
     if pool.exists():
         pc = json.loads(pool.read_text())
-        modes = [k.removeprefix("pooling_mode_").removesuffix("_tokens") for k, v in pc.items() if k.startswith("pooling_mode_") and v]
+        modes = [
+            k.removeprefix("pooling_mode_").removesuffix("_tokens")
+            for k, v in pc.items()
+            if k.startswith("pooling_mode_") and v
+        ]
         pooling = "+".join(modes) or "mean"
     return max_len, pooling
 

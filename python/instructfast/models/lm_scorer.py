@@ -20,13 +20,14 @@ import copy
 import functools
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from ..batching import length_buckets
 from .causal_lm import LoadedLM
+
 
 @dataclass
 class Encoded:
@@ -190,7 +191,9 @@ class LMScorer:
             return None
         return cache
 
-    def _batch(self, rows: Sequence[Encoded], batch: np.ndarray, shared: int = 0, prefix=None) -> tuple[np.ndarray, np.ndarray]:
+    def _batch(
+        self, rows: Sequence[Encoded], batch: np.ndarray, shared: int = 0, prefix=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         from ..ops.logprob import fused_linear_logprobs, token_logprobs
 

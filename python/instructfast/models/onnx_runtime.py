@@ -26,8 +26,8 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -194,8 +194,12 @@ class OnnxModel:
         """Kind, folder and the content hash of the exported files, for a run record."""
         files = self.manifest.get("files", {})
         digest = hashlib.sha256("".join(f"{k}  {v}\n" for k, v in sorted(files.items())).encode()).hexdigest()
-        return {"kind": f"onnx {self.kind} ({self.layout})", "location": str(self.folder),
-                "sha256": digest if files else None, "exported_from": self.manifest.get("source")}
+        return {
+            "kind": f"onnx {self.kind} ({self.layout})",
+            "location": str(self.folder),
+            "sha256": digest if files else None,
+            "exported_from": self.manifest.get("source"),
+        }
 
     # -- tokenising -------------------------------------------------------------------
     def encode(

@@ -19,9 +19,10 @@ import json
 import os
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
 from ..errors import ArgumentError, ModelNotFoundError
 
@@ -103,8 +104,13 @@ class ModelSource:
 
     def record(self) -> dict[str, str | None]:
         """What a run record keeps of this source: slot, kind, location, how it was chosen, sha256."""
-        return {"slot": self.slot, "kind": self.kind, "location": self.location, "chosen_by": self.chosen_by,
-                "sha256": source_sha256(self.location)}
+        return {
+            "slot": self.slot,
+            "kind": self.kind,
+            "location": self.location,
+            "chosen_by": self.chosen_by,
+            "sha256": source_sha256(self.location),
+        }
 
 
 ModelNotFound = ModelNotFoundError

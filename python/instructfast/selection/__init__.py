@@ -21,15 +21,15 @@ Order of :attr:`SelectionResult.positions` (and of the rows in ``table``):
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from ..io import to_table
 from ..errors import ArgumentError, RuleError, SchemaError
+from ..io import to_table
 from ..rules import Rule
 from .fit import fit_rule
 from .subset_search import SubsetSearchResult, search_subset_size
@@ -79,9 +79,8 @@ class SelectionResult:
     def summary(self) -> str:
         """One line: how many of how many, by which method, and what was left out."""
         left = "; ".join(f"{r}: {c}" for r, c in self.nulls.items())
-        return (
-            f"selected {self.k} of {self.available} available rows ({self.total} in input) by {self.method}"
-            + (f"; left out {self.total - self.available} ({left})" if self.nulls else "")
+        return f"selected {self.k} of {self.available} available rows ({self.total} in input) by {self.method}" + (
+            f"; left out {self.total - self.available} ({left})" if self.nulls else ""
         )
 
 
@@ -202,7 +201,19 @@ def select(
         pos = np.random.default_rng(seed).choice(n, size=kk, replace=False).astype(np.int64)
         return SelectionResult(pos, table.take(pos), method, kk, seed, n, n)
     return _select_vectors(
-        table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, progress
+        table,
+        k,
+        fraction,
+        method,
+        seed,
+        embeddings,
+        already_selected,
+        clusters,
+        columns,
+        models,
+        device,
+        threads,
+        progress,
     )
 
 
@@ -245,10 +256,10 @@ def _select_rule(table, k, fraction, seed, rule, score_column, columns, models, 
 def _select_vectors(
     table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, progress
 ) -> SelectionResult:
-    from .kcenter import kcenter_greedy
-    from .kmeans_kcenter import kmeans_kcenter
     from ..models.embedder import embed_records
     from ..vectors import array_vectors, column_vectors, unit_rows
+    from .kcenter import kcenter_greedy
+    from .kmeans_kcenter import kmeans_kcenter
 
     n = table.num_rows
     if isinstance(embeddings, str):
@@ -259,7 +270,12 @@ def _select_vectors(
         ebar = _bar(progress is True, n, "embedding", " rows")
         try:
             x, valid = embed_records(
-                table, columns=columns, models=models, device=device, threads=threads, progress=ebar.update if ebar else None
+                table,
+                columns=columns,
+                models=models,
+                device=device,
+                threads=threads,
+                progress=ebar.update if ebar else None,
             )
         finally:
             if ebar is not None:
@@ -279,10 +295,14 @@ def _select_vectors(
     cb = bar.update if bar is not None else (progress if callable(progress) else None)
     try:
         if method == "kcenter":
-            local = kcenter_greedy(u, kk, already_selected=seeds, seed=seed, backend=backend, device=device, progress=cb)
+            local = kcenter_greedy(
+                u, kk, already_selected=seeds, seed=seed, backend=backend, device=device, progress=cb
+            )
             chosen = pos[local]
             return SelectionResult(chosen, table.take(chosen), method, kk, seed, int(pos.size), n, nulls)
-        local, km, quotas = kmeans_kcenter(u, kk, clusters=clusters, seed=seed, backend=backend, device=device, progress=cb)
+        local, km, quotas = kmeans_kcenter(
+            u, kk, clusters=clusters, seed=seed, backend=backend, device=device, progress=cb
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -308,5 +328,12 @@ def _local_seeds(already_selected, pos: np.ndarray, n: int) -> np.ndarray:
     return local.astype(np.int64)
 
 
-
-__all__ = ["select", "SelectionResult", "resolve_budget", "METHODS", "fit_rule", "search_subset_size", "SubsetSearchResult"]
+__all__ = [
+    "select",
+    "SelectionResult",
+    "resolve_budget",
+    "METHODS",
+    "fit_rule",
+    "search_subset_size",
+    "SubsetSearchResult",
+]

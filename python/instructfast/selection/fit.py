@@ -9,13 +9,14 @@ gives the two-sided p-values.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ..io import to_table
 from ..errors import RuleError
+from ..io import to_table
 from ..rules import Rule
 
 INTERCEPT = "intercept"

@@ -32,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -150,7 +151,9 @@ def _use_torch(backend: str, device: str | None) -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _kcenter_numpy(x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, progress: Progress | None) -> np.ndarray:
+def _kcenter_numpy(
+    x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, progress: Progress | None
+) -> np.ndarray:
     dtype = np.float64 if x.dtype == np.float64 else np.float32
     x = np.ascontiguousarray(x, dtype=dtype)
     n, d = x.shape
@@ -252,7 +255,9 @@ def _kcenter_lazy(x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, p
     dtype = np.float64 if x.dtype == np.float64 else np.float32
     x = np.ascontiguousarray(x, dtype=dtype)
     n, d = x.shape
-    rows_per_block = max(1, min(_BLOCK_BYTES // max(1, d * x.itemsize) // 4, _TEMP_BYTES // (_CENTRE_CHUNK * x.itemsize)))
+    rows_per_block = max(
+        1, min(_BLOCK_BYTES // max(1, d * x.itemsize) // 4, _TEMP_BYTES // (_CENTRE_CHUNK * x.itemsize))
+    )
     sq = np.einsum("ij,ij->i", x, x)
     bound = np.full(n, np.inf, dtype=dtype)  # >= true squared distance to the chosen set
     seen = np.zeros(n, dtype=np.int64)  # bound[i] accounts for centres[:seen[i]]
