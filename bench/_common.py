@@ -25,6 +25,8 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+if str(REPO_ROOT) not in sys.path:  # the oracles the benchmarks share with the tests: tests/references.py
+    sys.path.insert(0, str(REPO_ROOT))
 CACHE_DIR = BENCH_DIR / ".cache"
 RESULTS_DIR = BENCH_DIR / "results"
 # Same location tests/conftest.py uses: the shared, unmodified public datasets beside the checkout.

@@ -45,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+from tests.references import naive_kcenter
 
 DIM = 384
 PROVIDERS = ("instructfast_lazy", "instructfast_full", "naive_numpy")
@@ -75,20 +76,6 @@ def make_vectors(kind: str, n: int, d: int = DIM, seed: int = 0) -> np.ndarray:
         raise ValueError(msg)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
-
-
-def naive_kcenter(x: np.ndarray, k: int, start: int) -> np.ndarray:
-    """The straightforward KCenterGreedy: float64, full broadcasts, one pick at a time."""
-    x = x.astype(np.float64)
-    picks = [start]
-    mind = np.sqrt(((x - x[start]) ** 2).sum(axis=1))
-    mind[start] = -1.0
-    for _ in range(k - 1):
-        c = int(np.argmax(mind))
-        picks.append(c)
-        mind = np.minimum(mind, np.sqrt(((x - x[c]) ** 2).sum(axis=1)))
-        mind[picks] = -1.0
-    return np.asarray(picks, dtype=np.int64)
 
 
 # ============================================================================ worker (subprocess)

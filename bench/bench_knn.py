@@ -41,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+from tests.references import brute_knn_rows
 
 K = 6
 PROVIDERS = ("faiss_knn", "instructfast", "instructfast_torch", "sklearn_brute")
@@ -116,19 +117,6 @@ def _vectors(n: int, dim: int) -> Path:
     return path
 
 
-def _truth(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Sorted exact distances of sampled rows to every other row: float64 numpy, independent of faiss."""
-    p = x.astype(np.float64)
-    sq = (p * p).sum(1)
-    out = np.empty((rows.size, K))
-    for s in range(0, rows.size, 100):
-        r = rows[s : s + 100]
-        d2 = sq[r, None] + sq[None, :] - 2 * p[r] @ p.T
-        d2[np.arange(r.size), r] = np.inf  # self, by position
-        out[s : s + 100] = np.sqrt(np.maximum(np.sort(np.partition(d2, K, axis=1)[:, :K], axis=1), 0))
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="20000,100000")
@@ -157,7 +145,7 @@ def main() -> None:
         x = np.load(vec)
         rng = np.random.default_rng(1)
         sample = np.sort(rng.choice(n, min(SAMPLE, n), replace=False))
-        truth = _truth(x, sample)
+        truth = brute_knn_rows(x, sample, K)
         repeats = a.repeats if n <= 50_000 else 1
         got = {}
         for prov in a.providers.split(","):

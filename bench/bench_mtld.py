@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+from tests.references import lexicalrichness_pass
 
 INDICATOR = "mtld"
 THRESHOLD = 0.72
@@ -68,21 +69,6 @@ def _time_passes(fn, repeats: int) -> tuple[list[float], list[float], int]:
         return samples, cpu, loops
     finally:
         gc.enable()
-
-
-def lexicalrichness_pass(texts: list[str], threshold: float = THRESHOLD) -> int:
-    """What a lexicalrichness user runs per text (words, terms, MTLD); returns the word total."""
-    from lexicalrichness import LexicalRichness
-
-    words = 0
-    for t in texts:
-        lr = LexicalRichness(t)
-        w = lr.words
-        _ = lr.terms  # its users read terms too: part of the peer's per-text cost
-        if w:  # mtld() raises ZeroDivisionError on a text without words
-            lr.mtld(threshold=threshold)
-        words += w
-    return words
 
 
 def _worker(provider: str, parquet: str, n: int, repeats: int, threads: int) -> dict:

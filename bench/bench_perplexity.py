@@ -60,6 +60,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+from tests.references import hf_loop, hf_sorted_batches
 
 INDICATOR = "perplexity"
 MODE = "cpu_fp32"
@@ -134,46 +135,6 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _hf_loop(model, rows):
-    import torch
-
-    out = []
-    for ctx, tgt in rows:
-        ids = torch.tensor([ctx + tgt])
-        labels = torch.tensor([[-100] * len(ctx) + tgt])
-        out.append(math.exp(model(input_ids=ids, labels=labels).loss.item()))
-    return out
-
-
-def _hf_batched(model, rows, batches, pad_id):
-    """Right-padded batches, full logits, per-row mean NLL of the target positions."""
-    import torch
-
-    out = [math.nan] * len(rows)
-    for batch in batches:
-        seqs = [rows[i][0] + rows[i][1] for i in batch]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        for j, i in enumerate(batch):
-            ctx, tgt = rows[i]
-            n = len(ctx) + len(tgt)
-            ids[j, :n] = torch.tensor(seqs[j])
-            mask[j, :n] = 1
-            labels[j, len(ctx) : n] = torch.tensor(tgt)
-        logits = model(input_ids=ids, attention_mask=mask).logits  # [B, L, V]: what these tools hold
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        shifted = labels[:, 1:]
-        scored = shifted != -100
-        tok_lp = logp.gather(-1, shifted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        nll = -(tok_lp * scored).sum(1) / scored.sum(1)
-        for j, i in enumerate(batch):
-            out[i] = math.exp(nll[j].item())
-        del logits, logp
-    return out
-
-
 def worker(provider: str, workload_path: Path, repeats: int) -> dict:
     import torch
 
@@ -197,7 +158,7 @@ def worker(provider: str, workload_path: Path, repeats: int) -> dict:
     if provider == "hf_loop":
 
         def fn(idx):
-            return _hf_loop(model, [rows[i] for i in idx])
+            return hf_loop(model, [rows[i] for i in idx])
     elif provider in ("hf_unsorted_batch8", "hf_sorted_batch16"):
         size = 8 if provider == "hf_unsorted_batch8" else 16
 
@@ -207,7 +168,7 @@ def worker(provider: str, workload_path: Path, repeats: int) -> dict:
             if provider == "hf_sorted_batch16":  # longest first, ties in input order
                 order.sort(key=lambda i: -(len(sub[i][0]) + len(sub[i][1])))
             batches = [order[k : k + size] for k in range(0, len(order), size)]
-            return _hf_batched(model, sub, batches, pad_id)
+            return hf_sorted_batches(model, sub, batches, pad_id)
     elif provider == "instructfast":
         import warnings
 

@@ -1,31 +1,23 @@
-"""Shared setup of the Triton kernel tests: interpreter mode, imports, seeds, comparisons.
+"""Shared setup of the Triton kernel tests: interpreted kernels, imports, comparisons.
 
-``TRITON_INTERPRET=1`` must be in the environment before a ``@triton.jit`` decorator runs (triton
-reads it at decoration time), so it is set here, at conftest import, before any test module
-imports a kernel. The interpreter runs the kernels on CPU tensors with numpy: slow, so the tests
-use few rows and big blocks. On a GPU machine the same tests still run interpreted on CPU;
-``bench/bench_logprob_gpu.py`` checks the compiled kernels.
+The kernels run here on CPU tensors through Triton's interpreter, which needs
+``TRITON_INTERPRET=1`` in the environment *before triton is imported* (triton's own library
+functions are decorated at that import). So this folder runs in its own process with the variable
+set, ``TRITON_INTERPRET=1 pytest tests/kernels`` (``make test`` does that after the main suite,
+which leaves this folder out); no test module sets it. On a GPU machine, ``bench/gpu/run.sh``
+checks the compiled kernels on CUDA.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import sys
-import time
-import types
-from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "1"
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
+import pytest
+import torch
 
 try:
-    import triton  # noqa: F401, E402
+    import triton  # noqa: F401
 
     HAVE_TRITON = True
 except ImportError:  # the torch-path tests still run
@@ -33,27 +25,21 @@ except ImportError:  # the torch-path tests still run
 
 
 def import_kernel(name: str):
-    """``instructfast.kernels.<name>`` when the package is installed, else ``kernels.<name>`` of this checkout."""
+    """``instructfast.kernels.<name>``, which must be interpreted (see the module docstring)."""
     if not HAVE_TRITON:
         pytest.skip("triton is not installed")
     module = importlib.import_module(f"instructfast.kernels.{name}")
     if not module.INTERPRETED:
-        pytest.skip(f"{module.__name__} was imported before TRITON_INTERPRET=1 was set; run tests/kernels alone")
+        pytest.fail(
+            "the Triton kernels are compiled in this process: run this folder as "
+            f"`TRITON_INTERPRET=1 pytest tests/kernels` (TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r})"
+        )
     return module
 
 
 def import_indicator(name: str):
     """``instructfast.ops.<name>`` (``logprob`` / ``logprob_torch``) and ``instructfast.errors``."""
     return importlib.import_module(f"instructfast.ops.{name}"), importlib.import_module("instructfast.errors")
-
-
-@pytest.fixture
-def seed() -> int:
-    """A fresh seed per test (``INSTRUCTFAST_TEST_SEED`` replays one); printed, so shown on failure."""
-    value = int(os.environ.get("INSTRUCTFAST_TEST_SEED", time.time_ns() % 2**31))
-    torch.manual_seed(value)
-    print(f"seed = {value} (replay with INSTRUCTFAST_TEST_SEED={value})")
-    return value
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, seed: int, what: str = "") -> None:

@@ -22,8 +22,8 @@ transformers = pytest.importorskip("transformers")
 import instructfast  # noqa: E402
 from instructfast.models import registry  # noqa: E402
 from instructfast.models.causal_lm import load_causal_lm  # noqa: E402
-
-from .conftest import SHARED  # noqa: E402
+from tests.common import SHARED  # noqa: E402
+from tests.references import hf_row_perplexity  # noqa: E402
 
 ALPACA = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -51,17 +51,6 @@ def smol():
     return load_causal_lm(registry.resolve("lm"), device="cpu")
 
 
-def hf_row(model, tok, context: str, output: str, *, bos: list[int]) -> tuple[float, int]:
-    """(perplexity, scored tokens) of one row, the plain Hugging Face way."""
-    ctx = bos + tok(context, add_special_tokens=False)["input_ids"]
-    out = tok(output, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor([ctx + out])
-    labels = torch.tensor([[-100] * len(ctx) + out])
-    with torch.no_grad():
-        loss = model(input_ids=ids, labels=labels).loss
-    return math.exp(loss.item()), len(out)
-
-
 def prompt_of(r: dict) -> str:
     return ALPACA_INPUT.format(**r) if r.get("input") else ALPACA.format(instruction=r["instruction"])
 
@@ -72,7 +61,7 @@ def _records(n: int, seed: int = 7) -> list[dict]:
         recs = json.loads(path.read_text())
         recs = [r for r in recs if r["output"].strip()]
         return random.Random(seed).sample(recs, n)
-    from .conftest import load_sample_records
+    from tests.common import load_sample_records
 
     return [r for r in load_sample_records() if r["output"].strip()][:n]
 
@@ -89,7 +78,7 @@ def test_perplexity_matches_per_row_hf_forward_on_200_shared_records(smol):
     rows = [{"instruction": r["instruction"], "input": r["input"], "output": r["output"]} for r in _records(200)]
     out = _score(rows, indicators=["perplexity", "output_tokens"])
     got = np.array(out.column("perplexity").to_pylist(), dtype=float)
-    ref = np.array([hf_row(smol.model, smol.tokenizer, prompt_of(r), r["output"], bos=[])[0] for r in rows])
+    ref = np.array([hf_row_perplexity(smol.model, smol.tokenizer, prompt_of(r), r["output"], bos=[])[0] for r in rows])
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=0)
     toks = [len(smol.tokenizer(r["output"], add_special_tokens=False)["input_ids"]) for r in rows]
     assert out.column("output_tokens").to_pylist() == toks
@@ -106,7 +95,7 @@ def test_in_repo_sample_perplexity_and_ifd(smol, sample_records):
         out.column("ifd").to_pylist(),
         out.column("input_tokens").to_pylist(),
     ):
-        ref, _ = hf_row(model, tok, prompt_of(r), r["output"], bos=[])
+        ref, _ = hf_row_perplexity(model, tok, prompt_of(r), r["output"], bos=[])
         assert p == pytest.approx(ref, rel=1e-4)
         # SmolLM2 adds no BOS: the unconditional pass conditions on the first output token
         o = tok(r["output"], add_special_tokens=False)["input_ids"]
@@ -145,7 +134,7 @@ def test_shared_template_prefix_runs_once_and_changes_nothing(smol, sample_recor
     s0, c0 = plain.logprob_sums(enc)
     assert (c1 == c0).all()
     np.testing.assert_allclose(np.exp(-s1 / c1), np.exp(-s0 / c0), rtol=2e-5)
-    ref = [hf_row(smol.model, smol.tokenizer, prompt_of(r), r["output"], bos=[])[0] for r in rows]
+    ref = [hf_row_perplexity(smol.model, smol.tokenizer, prompt_of(r), r["output"], bos=[])[0] for r in rows]
     np.testing.assert_allclose(np.exp(-s1 / c1), ref, rtol=1e-4)
 
 
@@ -216,7 +205,7 @@ def test_local_folder_goes_through_registry_and_matches_hf(tmp_path):
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     model.eval()
     for r, p in zip(rows, out.column("perplexity").to_pylist()):
-        ref, _ = hf_row(model, tok, prompt_of(r), r["output"], bos=[])
+        ref, _ = hf_row_perplexity(model, tok, prompt_of(r), r["output"], bos=[])
         assert p == pytest.approx(ref, rel=1e-4)
     assert registry.classify(str(folder)) == "hf-folder"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,8 +11,6 @@ import instructfast
 from instructfast import RuleError, SchemaError, get_rule, select
 from instructfast.selection import resolve_budget
 from instructfast.selection.kcenter import kcenter_greedy
-
-RUN_SEED = int(np.random.SeedSequence().entropy % 2**32)
 
 
 def records(n: int, rng) -> pa.Table:
@@ -70,8 +66,8 @@ def test_budget_errors(kwargs, match):
 # ------------------------------------------------------------------------- rule
 
 
-def test_rule_ranks_ascending_with_stable_ties_and_skips_nulls():
-    rng = np.random.default_rng(RUN_SEED)
+def test_rule_ranks_ascending_with_stable_ties_and_skips_nulls(seed):
+    rng = np.random.default_rng(seed)
     t = records(500, rng)
     scores = t.column("predicted_log_loss").to_numpy().copy()
     nulls = rng.choice(500, 37, replace=False)
@@ -88,8 +84,8 @@ def test_rule_ranks_ascending_with_stable_ties_and_skips_nulls():
     assert res.table.schema.names == t.schema.names
 
 
-def test_rule_scores_with_a_rule_when_the_column_is_absent():
-    rng = np.random.default_rng(RUN_SEED)
+def test_rule_scores_with_a_rule_when_the_column_is_absent(seed):
+    rng = np.random.default_rng(seed)
     n = 200
     t = pa.table(
         {
@@ -146,8 +142,8 @@ def with_vectors(rng, n=600, d=12, fixed=True):
 
 
 @pytest.mark.parametrize("fixed", [True, False])
-def test_kcenter_column_is_farthest_first_on_unit_vectors(fixed):
-    rng = np.random.default_rng(RUN_SEED)
+def test_kcenter_column_is_farthest_first_on_unit_vectors(fixed, seed):
+    rng = np.random.default_rng(seed)
     t, x = with_vectors(rng, fixed=fixed)
     res = select(t, k=25, method="kcenter", embeddings="emb", seed=3)
     u = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -160,8 +156,8 @@ def test_kcenter_column_is_farthest_first_on_unit_vectors(fixed):
     assert res.nulls == {} and res.available == 600
 
 
-def test_kcenter_never_selects_missing_vectors_and_counts_them():
-    rng = np.random.default_rng(RUN_SEED)
+def test_kcenter_never_selects_missing_vectors_and_counts_them(seed):
+    rng = np.random.default_rng(seed)
     n, d = 300, 6
     x = rng.standard_normal((n, d)).astype(np.float32)
     x[5] = 0.0  # zero vector
@@ -183,8 +179,8 @@ def test_kcenter_never_selects_missing_vectors_and_counts_them():
     assert res.positions.tolist() == good[kcenter_greedy(u, 20, seed=1)].tolist()
 
 
-def test_kcenter_already_selected():
-    rng = np.random.default_rng(RUN_SEED)
+def test_kcenter_already_selected(seed):
+    rng = np.random.default_rng(seed)
     t, x = with_vectors(rng, n=200)
     seeds = [3, 50, 199]
     res = select(t, k=10, method="kcenter", embeddings="emb", already_selected=seeds)
@@ -199,8 +195,8 @@ def test_kcenter_already_selected():
         select(t, k=2, method="kmeans-kcenter", embeddings="emb", already_selected=[1])
 
 
-def test_kmeans_kcenter_through_select():
-    rng = np.random.default_rng(RUN_SEED)
+def test_kmeans_kcenter_through_select(seed):
+    rng = np.random.default_rng(seed)
     t, x = with_vectors(rng, n=900, d=8)
     res = select(t, fraction=0.05, method="kmeans-kcenter", embeddings="emb", clusters=6, seed=4)
     again = select(t, fraction=0.05, method="kmeans-kcenter", embeddings="emb", clusters=6, seed=4)
@@ -241,8 +237,8 @@ def test_embedding_column_errors(column, match):
 # ------------------------------------------------------------------------- inputs
 
 
-def test_accepts_paths_dicts_and_readers(tmp_path):
-    rng = np.random.default_rng(RUN_SEED)
+def test_accepts_paths_dicts_and_readers(tmp_path, seed):
+    rng = np.random.default_rng(seed)
     t = records(50, rng)
     ref = select(t, k=5, method="rule").positions.tolist()
     path = tmp_path / "scored.parquet"
@@ -258,7 +254,6 @@ def test_accepts_paths_dicts_and_readers(tmp_path):
 
 @pytest.mark.slow  # ~30 s on 2 cores: ORT session plus the sentence-transformers reference
 def test_kcenter_with_packaged_minilm_matches_sentence_transformers(sample_table):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     from instructfast.models.registry import resolve
@@ -284,10 +279,10 @@ def test_kcenter_with_packaged_minilm_matches_sentence_transformers(sample_table
 # ------------------------------------------------------------------------- CLI
 
 
-def test_cli_select_writes_records_and_positions(tmp_path, capsys):
+def test_cli_select_writes_records_and_positions(tmp_path, capsys, seed):
     from instructfast.cli import main
 
-    rng = np.random.default_rng(RUN_SEED)
+    rng = np.random.default_rng(seed)
     t, x = with_vectors(rng, n=120, d=5)
     src = tmp_path / "scored.parquet"
     pq.write_table(t, src)

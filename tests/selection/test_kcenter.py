@@ -15,25 +15,7 @@ import pytest
 
 from instructfast.selection.kcenter import kcenter_greedy
 from instructfast.selection.kmeans_kcenter import default_clusters, kmeans, kmeans_kcenter, proportional_quotas
-
-RUN_SEED = int(np.random.SeedSequence().entropy % 2**32)  # fresh data each run, printed on failure
-
-
-def brute_farthest_first(x: np.ndarray, k: int, first: int | None, seeds=()) -> list[int]:
-    """Textbook farthest-first: distance of every point to every chosen point, every step."""
-    x = x.astype(np.float64)
-    chosen = list(seeds)
-    out = []
-    for i in range(k):
-        if i == 0 and not chosen:
-            c = first
-        else:
-            d = np.sqrt(((x[:, None, :] - x[None, chosen, :]) ** 2).sum(-1)).min(axis=1)
-            d[chosen] = -1
-            c = int(np.argmax(d))
-        chosen.append(c)
-        out.append(c)
-    return out
+from tests.references import naive_kcenter
 
 
 def _unit(rng, n, d, dtype=np.float64):
@@ -43,13 +25,13 @@ def _unit(rng, n, d, dtype=np.float64):
 
 @pytest.mark.parametrize("strategy", ["lazy", "full"])
 @pytest.mark.parametrize("n,d,k", [(500, 8, 40), (1234, 37, 60), (300, 384, 25)])
-def test_same_picks_as_brute_force(n, d, k, strategy):
-    rng = np.random.default_rng([RUN_SEED, n])
+def test_same_picks_as_brute_force(n, d, k, strategy, seed):
+    rng = np.random.default_rng([seed, n])
     x = _unit(rng, n, d)
     first = int(rng.integers(n))
     got = kcenter_greedy(x, k, start=first, backend="numpy", strategy=strategy)
     assert got.dtype == np.int64
-    assert got.tolist() == brute_farthest_first(x, k, first), RUN_SEED
+    assert got.tolist() == naive_kcenter(x, k, first).tolist()
 
 
 def _clustered(rng, n, d, centres=20, spread=0.15):
@@ -60,14 +42,14 @@ def _clustered(rng, n, d, centres=20, spread=0.15):
 
 @pytest.mark.parametrize("pool,ratio", [(1, 1.0), (7, 0.0), (64, 0.05), (64, 1e9), (500, 1.0)])
 @pytest.mark.parametrize("data", ["uniform", "clustered", "duplicates"])
-def test_lazy_bounds_give_the_brute_force_picks(monkeypatch, pool, ratio, data):
+def test_lazy_bounds_give_the_brute_force_picks(monkeypatch, pool, ratio, data, seed):
     # Small pools and every catch-up policy, so rebuilds, stale bounds and catch-ups all happen.
     import instructfast.selection.kcenter as kc
 
     monkeypatch.setattr(kc, "POOL_ROWS", pool)
     monkeypatch.setattr(kc, "CATCH_UP_RATIO", ratio)  # 0: catch up at every rebuild; 1e9: never
     monkeypatch.setattr(kc, "_CENTRE_CHUNK", 5)
-    rng = np.random.default_rng([RUN_SEED, pool])
+    rng = np.random.default_rng([seed, pool])
     if data == "uniform":
         x = _unit(rng, 700, 12)
     elif data == "clustered":
@@ -77,7 +59,7 @@ def test_lazy_bounds_give_the_brute_force_picks(monkeypatch, pool, ratio, data):
     got = kcenter_greedy(x, 45, start=5, strategy="lazy", backend="numpy")
     assert got.tolist() == kcenter_greedy(x, 45, start=5, strategy="full", backend="numpy").tolist()
     # duplicates: copies tie exactly, and the lowest position must win, as in the reference
-    assert got.tolist() == brute_farthest_first(x, 45, 5), RUN_SEED
+    assert got.tolist() == naive_kcenter(x, 45, 5).tolist()
     seeds = rng.choice(700, 9, replace=False)
     assert (
         kcenter_greedy(x, 30, already_selected=seeds, strategy="lazy").tolist()
@@ -85,25 +67,25 @@ def test_lazy_bounds_give_the_brute_force_picks(monkeypatch, pool, ratio, data):
     )
 
 
-def test_float32_picks_are_farthest_up_to_rounding():
+def test_float32_picks_are_farthest_up_to_rounding(seed):
     # float32 vectors: each pick's float64 distance to the set so far must equal the maximum
     # (up to float32 rounding); a near-tie may send the two runs different ways, never a wrong pick.
-    rng = np.random.default_rng(RUN_SEED)
+    rng = np.random.default_rng(seed)
     x = _unit(rng, 2000, 16, np.float32)
     got = kcenter_greedy(x, 50, start=7, backend="numpy")
     x64 = x.astype(np.float64)
     for i in range(1, got.size):
         d = np.sqrt(((x64[:, None, :] - x64[None, got[:i], :]) ** 2).sum(-1)).min(axis=1)
-        assert d[got[i]] >= d.max() - 1e-5, (i, RUN_SEED)
+        assert d[got[i]] >= d.max() - 1e-5, i
     assert len(set(got.tolist())) == got.size
 
 
 @pytest.mark.parametrize("strategy", ["lazy", "full"])
-def test_working_memory_is_linear_in_rows(strategy):
+def test_working_memory_is_linear_in_rows(strategy, seed):
     # 200k x 8: an N x k distance matrix would be 200k x 300 x 4 B = 229 MiB; O(N) state is a few MiB.
     import tracemalloc
 
-    rng = np.random.default_rng(RUN_SEED)
+    rng = np.random.default_rng(seed)
     x = _unit(rng, 200_000, 8, np.float32)
     seeds = rng.choice(200_000, 300, replace=False)
     tracemalloc.start()
@@ -113,27 +95,27 @@ def test_working_memory_is_linear_in_rows(strategy):
     assert peak < 64 * 2**20, peak  # O(N) vectors (bounds, counters, ||x||^2) + 16 MiB distance blocks
 
 
-def test_block_boundaries_do_not_matter(monkeypatch):
+def test_block_boundaries_do_not_matter(monkeypatch, seed):
     import instructfast.selection.kcenter as kc
 
-    rng = np.random.default_rng(RUN_SEED)
+    rng = np.random.default_rng(seed)
     x = _unit(rng, 1000, 24)
     whole = kcenter_greedy(x, 30, start=3, backend="numpy")
     monkeypatch.setattr(kc, "_BLOCK_BYTES", 24 * 8 * 77)  # 77-row blocks, a ragged last one
     assert kcenter_greedy(x, 30, start=3, backend="numpy").tolist() == whole.tolist()
 
 
-def test_already_selected_seed_set():
-    rng = np.random.default_rng(RUN_SEED)
+def test_already_selected_seed_set(seed):
+    rng = np.random.default_rng(seed)
     x = _unit(rng, 400, 10)
     seeds = rng.choice(400, size=17, replace=False)
     got = kcenter_greedy(x, 20, already_selected=seeds, backend="numpy")
-    assert got.tolist() == brute_farthest_first(x, 20, None, seeds=seeds.tolist())
+    assert got.tolist() == naive_kcenter(x, 20, None, seeds=seeds.tolist()).tolist()
     assert not set(got.tolist()) & set(seeds.tolist())
 
 
-def test_torch_path_matches_numpy():
-    rng = np.random.default_rng(RUN_SEED)
+def test_torch_path_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
     x = _unit(rng, 800, 32)
     ref = kcenter_greedy(x, 40, start=11, backend="numpy")
     assert kcenter_greedy(x, 40, start=11, backend="torch", device="cpu").tolist() == ref.tolist()
@@ -149,8 +131,8 @@ def test_duplicates_never_picked_twice_and_ties_go_low():
     assert got.tolist()[:3] == [0, 5, 1]  # then every remaining distance is 0: lowest position first
 
 
-def test_seeded_start_and_progress():
-    x = _unit(np.random.default_rng(RUN_SEED), 300, 8)
+def test_seeded_start_and_progress(seed):
+    x = _unit(np.random.default_rng(seed), 300, 8)
     calls = []
     a = kcenter_greedy(x, 12, seed=5, progress=calls.append)
     assert a.tolist() == kcenter_greedy(x, 12, seed=5).tolist()
@@ -196,8 +178,8 @@ def reference_quotas(sizes, budget):
     return q
 
 
-def test_quotas_largest_remainder_random():
-    rng = np.random.default_rng(RUN_SEED)
+def test_quotas_largest_remainder_random(seed):
+    rng = np.random.default_rng(seed)
     for _ in range(200):
         sizes = rng.integers(0, 50, size=rng.integers(1, 12)).tolist()
         if sum(sizes) == 0:
@@ -227,10 +209,10 @@ def test_default_clusters():
 # ------------------------------------------------------------------------- k-means
 
 
-def test_kmeans_assignment_is_faiss_nearest_centroid():
+def test_kmeans_assignment_is_faiss_nearest_centroid(seed):
     import faiss
 
-    rng = np.random.default_rng(RUN_SEED)
+    rng = np.random.default_rng(seed)
     x = _unit(rng, 3000, 24, np.float32)
     km = kmeans(x, 12, seed=3)
     index = faiss.IndexFlatL2(24)
@@ -244,8 +226,8 @@ def test_kmeans_assignment_is_faiss_nearest_centroid():
     assert km.labels.min() >= 0 and km.labels.max() < 12
 
 
-def test_kmeans_kcenter_quotas_and_per_cluster_greedy():
-    rng = np.random.default_rng(RUN_SEED)
+def test_kmeans_kcenter_quotas_and_per_cluster_greedy(seed):
+    rng = np.random.default_rng(seed)
     centres = _unit(rng, 5, 16) * 3
     x = np.concatenate([c + 0.3 * rng.standard_normal((m, 16)) for c, m in zip(centres, [400, 250, 200, 100, 50])])
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
@@ -263,8 +245,8 @@ def test_kmeans_kcenter_quotas_and_per_cluster_greedy():
         assert sorted(members[local].tolist()) == sorted(pos[km.labels[pos] == j].tolist())
 
 
-def test_kmeans_kcenter_deterministic_and_small_clusters():
-    rng = np.random.default_rng(RUN_SEED)
+def test_kmeans_kcenter_deterministic_and_small_clusters(seed):
+    rng = np.random.default_rng(seed)
     x = _unit(rng, 600, 8, np.float32)
     a = kmeans_kcenter(x, 30, clusters=40, seed=2)
     b = kmeans_kcenter(x, 30, clusters=40, seed=2)

@@ -5,7 +5,6 @@ over 2 GB, forced here by lowering the threshold)."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,10 +13,8 @@ import torch
 from instructfast.models import export as export_mod
 from instructfast.models.export import export, sha256_file
 from instructfast.models.onnx_runtime import OnnxModel
+from tests.tiny_models import _copy_minilm_tokenizer, exported, hf_folder
 
-from .tiny_models import _copy_minilm_tokenizer, exported, hf_folder
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow  # tiny dynamo exports, a few seconds each
 
 PAIRS = [

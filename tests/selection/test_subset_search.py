@@ -12,8 +12,6 @@ import instructfast
 from instructfast import MissingDependencyError, search_subset_size
 from instructfast.selection import subset_search
 
-RUN_SEED = int(np.random.SeedSequence().entropy % 2**32)
-
 
 def double_descent(best: float, bump: float, dip: float):
     """Loss over log10(size): a first dip, a bump (the interpolation peak), then the basin at `best`."""
@@ -29,8 +27,8 @@ def double_descent(best: float, bump: float, dip: float):
     return loss
 
 
-def _objective():
-    rng = np.random.default_rng(RUN_SEED)
+def _objective(seed):
+    rng = np.random.default_rng(seed)
     best = float(rng.uniform(1500, 6000))  # the basin, somewhere past the bump
     return best, double_descent(best, bump=best / 3.5, dip=best / 15)
 
@@ -46,24 +44,21 @@ def _counting(fn):
 
 
 @pytest.mark.parametrize("method,budget", [("blendsearch", 20), ("log-grid", 14)])
-def test_finds_the_basin(method, budget):
-    best, loss = _objective()
+def test_finds_the_basin(method, budget, seed):
+    best, loss = _objective(seed)
     evaluate, calls = _counting(loss)
-    res = search_subset_size(list(range(100_000)), evaluate, 100, 100_000, budget, method=method, seed=RUN_SEED % 1000)
+    res = search_subset_size(list(range(100_000)), evaluate, 100, 100_000, budget, method=method, seed=seed % 1000)
     assert res.method == method
-    assert abs(math.log10(res.best_size / best)) < 0.25, (
-        RUN_SEED,
-        best,
-        res.history,
-    )  # within a factor 1.8; the first dip is a factor 15 away
+    # within a factor 1.8; the first dip is a factor 15 away
+    assert abs(math.log10(res.best_size / best)) < 0.25, (best, res.history)
     assert res.best_loss == loss(res.best_size) == min(v for _, v in res.history)
     # budget = evaluations actually run, each size once, history in call order
     assert calls == [s for s, _ in res.history] and len(calls) == len(set(calls)) == budget
 
 
-def test_fallback_when_flaml_missing(monkeypatch):
+def test_fallback_when_flaml_missing(monkeypatch, seed):
     monkeypatch.setattr(subset_search, "_flaml", lambda: None)
-    best, loss = _objective()
+    best, loss = _objective(seed)
     res = search_subset_size(list(range(50_000)), lambda s: loss(len(s)), 100, 50_000, 14)
     assert res.method == "log-grid"
     assert abs(math.log10(res.best_size / best)) < 0.25
@@ -71,19 +66,19 @@ def test_fallback_when_flaml_missing(monkeypatch):
         search_subset_size(list(range(1000)), len, 1, 1000, 5, method="blendsearch")
 
 
-def test_blendsearch_deterministic_for_a_seed():
-    _, loss = _objective()
+def test_blendsearch_deterministic_for_a_seed(seed):
+    _, loss = _objective(seed)
     a = search_subset_size(list(range(20_000)), lambda s: loss(len(s)), 50, 20_000, 10, method="blendsearch", seed=3)
     b = search_subset_size(list(range(20_000)), lambda s: loss(len(s)), 50, 20_000, 10, method="blendsearch", seed=3)
     assert a.history == b.history
 
 
-def test_subsets_are_heads_of_the_ranking():
+def test_subsets_are_heads_of_the_ranking(seed):
     t = pa.table(
         {
             "instruction": [f"i{j}" for j in range(300)],
             "output": ["o"] * 300,
-            "predicted_log_loss": np.random.default_rng(RUN_SEED).random(300),
+            "predicted_log_loss": np.random.default_rng(seed).random(300),
         }
     )
     ranked = instructfast.select(t, fraction=1.0, method="rule")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -13,8 +12,7 @@ import instructfast
 from instructfast import ScoreReport
 from instructfast.errors import InputFormatError, SchemaError
 from instructfast.pool_index import ReferencePool, build_pool
-
-from .conftest import load_sample_records
+from tests.common import load_sample_records
 
 
 def sorted_distances(pool: np.ndarray, queries: np.ndarray, self_rows: bool) -> np.ndarray:
@@ -49,11 +47,6 @@ def vector_table(rng: np.random.Generator, n: int, dim: int) -> tuple[pa.Table, 
         }
     )
     return t, unit64(x.astype(np.float32).astype(np.float64)), valid
-
-
-@pytest.fixture()
-def rng():
-    return np.random.default_rng()
 
 
 def test_vector_column_matches_brute_force(rng):
@@ -198,7 +191,6 @@ def _st_text(r: dict) -> str:
 
 @pytest.mark.slow
 def test_minilm_end_to_end_matches_sentence_transformers(tmp_path):
-    os.environ["HF_HUB_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
 
     from instructfast.models.registry import resolve

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,24 +15,17 @@ from instructfast.models import embedder as emb_mod
 from instructfast.models.embedder import load_embedder
 from instructfast.models.export import sha256_file
 from instructfast.prompts import embedding_texts
-
-from .conftest import load_sample_records
-from .tiny_models import minilm_folder
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from tests.common import load_sample_records
+from tests.tiny_models import minilm_folder
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    """A fresh cache: the packaged MiniLM is exported into it once for this module."""
-    old = os.environ.get("INSTRUCTFAST_CACHE")
+    """A fresh cache for this module (the packaged MiniLM is exported into it once), restored afterwards."""
     path = tmp_path_factory.mktemp("cache")
-    os.environ["INSTRUCTFAST_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("INSTRUCTFAST_CACHE", None)
-    else:
-        os.environ["INSTRUCTFAST_CACHE"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("INSTRUCTFAST_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import doctest
 import json
 import math
 import unicodedata
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,26 +26,13 @@ from instructfast.ops import textstats_py as mtld_py
 lexicalrichness = pytest.importorskip("lexicalrichness")
 LexicalRichness = lexicalrichness.LexicalRichness
 
-HERE = Path(__file__).parent
-SAMPLE = HERE / "data" / "sample_records.jsonl"
-SHARED = HERE.parent.parent / "shared" / "data"
+from tests.common import SAMPLE, SHARED  # noqa: E402
+from tests.references import lexicalrichness_stats  # noqa: E402
+
 MAX_CP = 0x110000
 
 
 # --------------------------------------------------------------------------- oracle
-
-
-def reference(text: str, threshold: float = 0.72) -> SimpleNamespace:
-    """What lexicalrichness says; None where it raises ZeroDivisionError (no tokens)."""
-    lr = LexicalRichness(text)
-    empty = lr.words == 0
-    return SimpleNamespace(
-        tokens=lr.wordlist,
-        words=lr.words,
-        terms=lr.terms,
-        ttr=None if empty else lr.ttr,
-        mtld=None if empty else lr.mtld(threshold),
-    )
 
 
 # --------------------------------------------------------------------------- implementations
@@ -80,9 +66,9 @@ def _nan_to_none(x):
     return None if x is None or math.isnan(x) else x
 
 
-def assert_matches_reference(impl, texts, threshold=0.72):
+def assert_matches_lexicalrichness_stats(impl, texts, threshold=0.72):
     """Single-text and batch APIs of `impl` equal lexicalrichness on every text."""
-    refs = [reference(t, threshold) for t in texts]
+    refs = [lexicalrichness_stats(t, threshold) for t in texts]
     stats = impl.text_stats(texts, threshold=threshold)
     for i, (text, ref) in enumerate(zip(texts, refs)):
         assert impl.tokenize(text) == ref.tokens, text
@@ -127,7 +113,7 @@ def shared_texts() -> list[str]:
 @pytest.fixture(scope="module")
 def sample_refs():
     texts = sample_texts()
-    return texts, [reference(t) for t in texts]
+    return texts, [lexicalrichness_stats(t) for t in texts]
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +121,7 @@ def shared_refs():
     if not SHARED.is_dir():
         pytest.skip(f"shared data sets not present at {SHARED}")
     texts = shared_texts()
-    return texts, [reference(t) for t in texts]
+    return texts, [lexicalrichness_stats(t) for t in texts]
 
 
 def _check_corpus(impl, texts, refs):
@@ -197,13 +183,13 @@ EXAMPLES = [
 
 @pytest.mark.parametrize("text", EXAMPLES)
 def test_examples_match_lexicalrichness(impl, text):
-    assert_matches_reference(impl, [text])
+    assert_matches_lexicalrichness_stats(impl, [text])
 
 
 @pytest.mark.parametrize("threshold", [0.01, 0.3, 0.5, 0.72, 0.8, 0.9, 0.99])
 def test_thresholds_match_lexicalrichness(impl, threshold, sample_refs):
     texts = sample_refs[0][:60] + EXAMPLES
-    assert_matches_reference(impl, texts, threshold=threshold)
+    assert_matches_lexicalrichness_stats(impl, texts, threshold=threshold)
 
 
 def test_never_below_threshold_gives_word_count(impl):
@@ -375,7 +361,7 @@ mixed_texts = st.lists(st.sampled_from(PIECES + ASCII_WORDS * 4 + [" "] * 20), m
 
 def _all_equal(texts, threshold=0.72):
     for impl_ in available_impls():
-        assert_matches_reference(impl_, texts, threshold)
+        assert_matches_lexicalrichness_stats(impl_, texts, threshold)
 
 
 @settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -407,7 +393,7 @@ def test_property_batch_equals_rows(texts):
     for i, text in enumerate(texts):
         assert stats[0]["valid"][i] == (text is not None)
         if text is not None:
-            assert _nan_to_none(stats[0]["mtld"][i]) == reference(text).mtld
+            assert _nan_to_none(stats[0]["mtld"][i]) == lexicalrichness_stats(text).mtld
 
 
 # --------------------------------------------------------------------------- Unicode tables
@@ -464,7 +450,7 @@ def test_dispatcher_uses_one_docstring_and_doctests():
         assert "Examples" in doc and "Returns" in doc
 
 
-def test_dispatcher_matches_twin_and_reference(sample_refs):
+def test_dispatcher_matches_twin_and_lexicalrichness_stats(sample_refs):
     texts, refs = sample_refs
     for text, ref in zip(texts[:100], refs[:100]):
         assert mtld_api.tokenize(text) == ref.tokens
@@ -484,4 +470,4 @@ def test_dispatcher_python_fallback(monkeypatch, sample_refs):
     fallback = mtld_api.text_stats(pa.array(texts))
     for key in native:
         np.testing.assert_array_equal(native[key], fallback[key], err_msg=key)
-    assert mtld_api.mtld(texts[0]) == reference(texts[0]).mtld
+    assert mtld_api.mtld(texts[0]) == lexicalrichness_stats(texts[0]).mtld

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 
@@ -18,10 +17,7 @@ from instructfast.models import packed_bert
 from instructfast.models.export import ExportVerificationError, verify_folder
 from instructfast.models.graphs import BUILDERS
 from instructfast.models.onnx_runtime import OnnxModel, packed_feed
-
-from .tiny_models import _corpus, exported, hf_folder
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from tests.tiny_models import _corpus, exported, hf_folder
 
 
 # -- the feed: pure numpy, checked against a row-by-row construction ------------------------

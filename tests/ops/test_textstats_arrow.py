@@ -16,7 +16,7 @@ from instructfast._native import core
 from instructfast.ops import textstats as mtld_api
 from instructfast.ops import textstats_py as mtld_py
 
-SAMPLE = Path(__file__).parent / "data" / "sample_records.jsonl"
+SAMPLE = Path(__file__).parents[1] / "data" / "sample_records.jsonl"
 TYPES = [pa.string(), pa.large_string(), pa.string_view()]
 TYPE_IDS = ["string", "large_string", "string_view"]
 KEYS = ["valid", "words", "unique_words", "ttr", "mtld", "chars", "bytes"]

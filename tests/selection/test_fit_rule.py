@@ -10,7 +10,6 @@ import statsmodels.api as sm
 import instructfast
 from instructfast import Rule, RuleError, fit_rule
 
-RUN_SEED = int(np.random.SeedSequence().entropy % 2**32)
 COLS = ["reward", "output_tokens", "knn_6", "mtld", "naturalness"]
 
 
@@ -32,8 +31,8 @@ def dataset_table(rng, n=40, noise=0.05, coefs=(-0.15, 8e-5, -0.9, 0.0, 0.3), in
     return t, x, log_loss
 
 
-def test_matches_statsmodels():
-    rng = np.random.default_rng(RUN_SEED)
+def test_matches_statsmodels(seed):
+    rng = np.random.default_rng(seed)
     t, x, log_loss = dataset_table(rng, n=25, noise=0.2)
     rule = fit_rule(t, "eval_loss")  # every numeric column but the loss; `name` is text and skipped
     ref = sm.OLS(log_loss, sm.add_constant(x)).fit()
@@ -49,8 +48,8 @@ def test_matches_statsmodels():
     assert rule.stats["sigma"] == pytest.approx(np.sqrt(ref.scale), rel=1e-10)
 
 
-def test_loss_is_log_flag():
-    rng = np.random.default_rng(RUN_SEED)
+def test_loss_is_log_flag(seed):
+    rng = np.random.default_rng(seed)
     t, _, log_loss = dataset_table(rng)
     a = fit_rule(t, "eval_loss", COLS)
     b = fit_rule(
@@ -63,8 +62,8 @@ def test_loss_is_log_flag():
     assert a.stats["loss_is_log"] is False and b.stats["loss_is_log"] is True
 
 
-def test_recovers_known_coefficients():
-    rng = np.random.default_rng(RUN_SEED)
+def test_recovers_known_coefficients(seed):
+    rng = np.random.default_rng(seed)
     t, _, _ = dataset_table(rng, n=400, noise=0.01)
     rule = fit_rule(t, "eval_loss", COLS)
     assert rule.intercept == pytest.approx(1.07, abs=0.03)
@@ -89,10 +88,10 @@ def statsmodels_backward(y, x, names, alpha):
     return keep, dropped, sm.OLS(y, sm.add_constant(x[keep].to_numpy(), has_constant="add")).fit()
 
 
-def test_backward_elimination_order_matches_statsmodels_loop():
+def test_backward_elimination_order_matches_statsmodels_loop(seed):
     import pandas as pd
 
-    rng = np.random.default_rng(RUN_SEED)
+    rng = np.random.default_rng(seed)
     # Two real effects, three pure-noise columns.
     t, x, _ = dataset_table(rng, n=30, noise=0.05, coefs=(-0.2, 0.0, -1.5, 0.0, 0.0))
     rule = fit_rule(t, "eval_loss", COLS, eliminate=0.05)
@@ -105,8 +104,8 @@ def test_backward_elimination_order_matches_statsmodels_loop():
     assert rule.stats["r2"] == pytest.approx(ref.rsquared, rel=1e-10)
 
 
-def test_rule_roundtrips_json_and_scores(tmp_path):
-    rng = np.random.default_rng(RUN_SEED)
+def test_rule_roundtrips_json_and_scores(tmp_path, seed):
+    rng = np.random.default_rng(seed)
     t, _, _ = dataset_table(rng)
     rule = fit_rule(t, "eval_loss", ["reward", "knn_6"], name="my-rule", eliminate=0.5)
     path = tmp_path / "rule.json"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,11 +15,9 @@ from instructfast.indicators import describe
 from instructfast.models.onnx_runtime import shared_model
 from instructfast.options import ScoreOptions
 from instructfast.scoring import ScoreReport
+from tests.common import load_sample_records
+from tests.tiny_models import exported, hf_folder
 
-from .conftest import load_sample_records
-from .tiny_models import exported, hf_folder
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytestmark = pytest.mark.slow  # shares the tiny exports with test_export.py
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import numpy as np
@@ -20,10 +19,8 @@ from instructfast.models.export import (
 )
 from instructfast.models.graphs import BUILDERS
 from instructfast.models.onnx_runtime import OnnxModel
+from tests.tiny_models import exported, hf_folder
 
-from .tiny_models import exported, hf_folder
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 KINDS = ["reward-pair", "reward-oasst", "unieval"]
 pytestmark = pytest.mark.slow  # three dynamo exports (~15 s each on 2 cores), shared with the indicator tests
 
@@ -64,9 +61,8 @@ def test_verification_fails_loudly_on_a_wrong_graph(kind, tmp_path):
     assert not (d / "manifest.json").exists(), "a folder that failed verification must not load"
 
 
-def test_runtime_padding_invariance_and_order():
+def test_runtime_padding_invariance_and_order(rng):
     """A row alone vs in one padded batch (and bucketed batches) within 1e-4, results in input order."""
-    rng = np.random.default_rng()
     for kind in KINDS:
         m = OnnxModel(exported(kind), device="cpu", threads=1)
         vocab = 300
