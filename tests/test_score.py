@@ -276,6 +276,30 @@ def test_report_roundtrips_json(table):
     assert json.loads(out.schema.metadata[b"instructfast.report"])["rows"] == 3
 
 
+def test_run_record_says_what_ran(table, tmp_path):
+    out = _quiet(instructfast.score, table.slice(0, 5), indicators=["mtld"], threads=1, options={"knn_seed": 4})
+    run = ScoreReport.from_table(out).run
+    assert run.implementations["text core"] == instructfast.IMPL_REASON
+    assert run.versions["instructfast"] == instructfast.__version__ and run.versions["pyarrow"] == pa.__version__
+    assert run.options == {"threads": 1, "batch_rows": 65_536, "device": "auto", "knn_seed": 4}
+    assert run.started.endswith("+00:00") and run.seconds > 0 and run.platform["machine"]
+    # kept in the Parquet footer by score_file, and read back whole
+    src = tmp_path / "in.jsonl"
+    instructfast.write_table(table.slice(0, 5), src)
+    res = _quiet(instructfast.score_file, src, tmp_path / "out.parquet", indicators=["mtld"])
+    assert ScoreReport.from_file(res.output).run == res.report.run
+    assert res.report.run.implementations["text core"] == instructfast.IMPL_REASON
+
+
+def test_reports_written_before_the_run_record_still_read():
+    old = {"rows": 3, "layout": "alpaca", "impl": "native", "columns": ["mtld"], "unavailable": {},
+           "kept_from_input": [], "nulls": {}, "notes": {}, "rule": None, "seconds": 0.5}  # fmt: skip
+    rep = ScoreReport.from_json(json.dumps(old))
+    assert rep.rows == 3 and rep.run == instructfast.RunRecord()
+    newer = dict(old, run={"started": "x", "added_later": 1}, also_added_later=2)
+    assert ScoreReport.from_json(json.dumps(newer)).run.started == "x"
+
+
 def test_scorer_reusable_across_batches(table):
     sc = instructfast.Scorer(table.schema, indicators=["mtld"])
     a = sc.score_batch(table.to_batches()[0].slice(0, 10))

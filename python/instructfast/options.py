@@ -418,6 +418,9 @@ class ScoreOptions:
                 raise ArgumentError(msg)
             flat["mtld_threshold"] = mtld_threshold
         groups = _groups_from_flat(flat)
+        if models is not None and not isinstance(models, Mapping):
+            msg = f"`models` must map slot names to path or hub-id strings, got {type(models).__name__}"
+            raise ArgumentTypeError(msg)
         return cls(threads=threads, batch_rows=batch_rows, models=dict(models or {}), device=device, **groups)
 
     def to_flat(self, *, changed_only: bool = True) -> dict[str, Any]:

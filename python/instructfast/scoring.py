@@ -301,7 +301,7 @@ class Scorer:
                 yield from self._score_with_pool(batches)
         finally:
             self.report.seconds += time.perf_counter() - t0
-            self.report.run.seconds = round(self.report.seconds, 3)
+            self.report.run.seconds = self.report.seconds
             self.report.nulls = self.nulls.as_dict()
             self.report.notes = self.nulls.notes_dict()
             self._record()  # search methods and the like are known only after the last batch

@@ -7,6 +7,7 @@ the separately tokenised prompt and output concatenated.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -208,6 +209,16 @@ def test_local_folder_goes_through_registry_and_matches_hf(tmp_path):
         ref, _ = hf_row_perplexity(model, tok, prompt_of(r), r["output"], bos=[])
         assert p == pytest.approx(ref, rel=1e-4)
     assert registry.classify(str(folder)) == "hf-folder"
+    # the run record names the model by its content: SHA-256 over every file's own SHA-256
+    run = instructfast.ScoreReport.from_table(out).run
+    lines = "".join(
+        f"{f.relative_to(folder).as_posix()}  {hashlib.sha256(f.read_bytes()).hexdigest()}\n"
+        for f in sorted(p for p in folder.rglob("*") if p.is_file())
+    )
+    (lm,) = run.models
+    assert lm["slot"] == "lm" and lm["kind"] == "hf-folder" and lm["location"] == str(folder)
+    assert lm["sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    assert run.implementations["logprob"] == "torch (cpu tensors)" and run.implementations["lm dtype"] == "float32"
 
 
 def test_hub_ids_use_the_same_from_pretrained_path(monkeypatch, tmp_path):

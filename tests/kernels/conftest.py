@@ -42,7 +42,9 @@ def import_indicator(name: str):
     return importlib.import_module(f"instructfast.ops.{name}"), importlib.import_module("instructfast.errors")
 
 
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, seed: int, what: str = "") -> None:
+def _assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, seed: int, what: str = ""
+) -> None:
     """allclose in float64 with NaN == NaN; on failure name the worst indices and the seed."""
     actual = actual.detach().to(torch.float64).cpu()
     expected = expected.detach().to(torch.float64).cpu()

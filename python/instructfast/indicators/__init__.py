@@ -38,6 +38,9 @@ class IndicatorInfo:
 
 def describe(options: ScoreOptions | None = None) -> list[IndicatorInfo]:
     """Every registered indicator with its columns, models and availability."""
+    if options is not None and not isinstance(options, ScoreOptions):
+        msg = f"`options` must be a ScoreOptions or None, got {type(options).__name__}"
+        raise ArgumentTypeError(msg)
     options = options or ScoreOptions()
     return [
         IndicatorInfo(n, tuple(c.name for c in cls.columns), cls.models, cls.scope, cls.availability(options))
