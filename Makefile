@@ -64,7 +64,7 @@ lint: $(VENV)/.lint
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.test
-	$(PY) bench/bench_mtld.py
+	$(PY) bench/bench_textstats.py
 
 clean:
 	rm -rf build demo_out .pytest_cache

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_perplexity.py [--records 500] [--out bench/results] [--smoke]
+    python bench/bench_logprob.py [--records 500] [--out bench/results] [--smoke]
 
 Workload: ``--records`` records drawn with a fixed seed from the non-empty outputs of
 ``alpaca_5000.json`` (../shared/data; the in-repo tests/data/sample_records.jsonl when absent),
@@ -38,8 +38,8 @@ is the process's whole-life ``ru_maxrss``, load included; the markdown says whic
 The parent checks every provider against ``hf_loop`` (max relative difference of the per-row
 perplexities, must be <= 1e-4) and computes SPEC's ratios: instructfast rows/s over hf_loop
 (>= 1.15) and over hf_sorted_batch16 (>= 1.0), and instructfast's working memory over
-hf_sorted_batch16's (<= 0.25). Results are upserted into ``<out>/perplexity_cpu.csv`` (long
-format, see _common.py) and summarised in ``<out>/perplexity_cpu.md``. ``--smoke``: 12 records,
+hf_sorted_batch16's (<= 0.25). Results are upserted into ``<out>/logprob_cpu.csv`` (long
+format, see _common.py) and summarised in ``<out>/logprob_cpu.md``. ``--smoke``: 12 records,
 written to a temporary folder (a plumbing check; its numbers mean nothing).
 """
 
@@ -287,7 +287,7 @@ def max_rel_diff(got: list[float], ref: list[float]) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--records", type=int, default=500, help="records scored by every provider (default 500)")
-    ap.add_argument("--out", type=Path, default=_common.RESULTS_DIR, help="folder for perplexity_cpu.csv/.md")
+    ap.add_argument("--out", type=Path, default=_common.RESULTS_DIR, help="folder for logprob_cpu.csv/.md")
     ap.add_argument("--smoke", action="store_true", help="12 records, results to a temporary folder")
     ap.add_argument("--seed", type=int, default=0, help="record sample seed (default 0)")
     ap.add_argument("--repeats", type=int, default=1, help="timed passes per provider (default 1)")
@@ -431,10 +431,10 @@ def main(argv=None) -> int:
             }
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    csv_path = _common.append_results(args.out / "perplexity_cpu.csv", rows)
+    csv_path = _common.append_results(args.out / "logprob_cpu.csv", rows)
 
     # ---- markdown
-    md_path = args.out / "perplexity_cpu.md"
+    md_path = args.out / "logprob_cpu.md"
     md_path.write_text(render_markdown(summary, ratios, results, workload_desc, info, command), encoding="utf-8")
     print()
     print(md_path.read_text(encoding="utf-8"))

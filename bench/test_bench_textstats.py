@@ -2,11 +2,11 @@
 
 Run with timings::
 
-    .venv/bin/python -m pytest bench/test_bench_mtld.py --benchmark-enable
+    .venv/bin/python -m pytest bench/test_bench_textstats.py --benchmark-enable
 
 Under the project's default options (``--benchmark-disable``) each test runs its call once and
 checks the result, so the file doubles as a smoke test. The full comparison, with peers in
-separate processes and streaming memory, is ``bench/bench_mtld.py``.
+separate processes and streaming memory, is ``bench/bench_textstats.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 import _common
-from bench_mtld import THRESHOLD, lexicalrichness_pass
+from bench_textstats import THRESHOLD, lexicalrichness_pass
 
 N_TEXTS = 2_000
 SEED = 0
