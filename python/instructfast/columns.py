@@ -112,6 +112,9 @@ class ResolvedColumns:
             canon = _from_conversation(batch.column(self.conversation), batch.num_rows)
             canon.source = batch
             return canon
+        if self.instruction is None or self.output is None:
+            msg = f"{self.layout}: without a conversation column both `instruction` and `output` must be mapped"
+            raise SchemaError(msg)
         inst = _as_string(batch.column(self.instruction), self.instruction)
         out = _as_string(batch.column(self.output), self.output)
         inp = _as_string(batch.column(self.input), self.input) if self.input else None
@@ -280,7 +283,9 @@ def _role_label(role: str | None) -> str:
 def _from_conversation(col: pa.Array | pa.ChunkedArray, n: int) -> CanonicalBatch:
     # Multi-turn rows are few and irregular; a per-row Python pass here is cheap
     # next to any model indicator and keeps the logic readable.
-    inst, out, hist = [], [], []
+    inst: list[str | None] = []
+    out: list[str | None] = []
+    hist: list[str | None] = []
     for conv in col.to_pylist():
         turns = [_turn_text(t) for t in (conv or [])]
         if turns and all(r is None for r, _ in turns):  # plain strings alternate user/assistant
@@ -309,7 +314,7 @@ def _from_conversation(col: pa.Array | pa.ChunkedArray, n: int) -> CanonicalBatc
 def _render_history(col: pa.Array | pa.ChunkedArray) -> pa.Array:
     if _is_stringish(col.type):
         return _as_string(col, "history")
-    rendered = []
+    rendered: list[str | None] = []
     for turns in col.to_pylist():
         if not turns:
             rendered.append(None)

@@ -315,6 +315,7 @@ class _BatchWriter:
     def __init__(self, path: str, schema: pa.Schema, fmt: FileFormat) -> None:
         self.fmt = fmt
         self.schema = schema
+        self.metadata: dict[bytes, bytes] = {}  # key-value metadata for the Parquet footer, written on close
         if fmt == "parquet":
             self._w = pq.ParquetWriter(path, schema, compression="zstd")
         elif fmt == "arrow":
@@ -360,7 +361,9 @@ class _BatchWriter:
 
 
 @contextmanager
-def atomic_writer(path: str | os.PathLike[str], schema: pa.Schema, *, format: str | None = None):
+def atomic_writer(
+    path: str | os.PathLike[str], schema: pa.Schema, *, format: str | None = None
+) -> Iterator[_BatchWriter]:
     """Yield a writer with ``write(batch)``; the file appears under ``path`` only on success.
 
     Call ``writer.metadata.update({...})`` before the block ends to store key-value
@@ -372,11 +375,10 @@ def atomic_writer(path: str | os.PathLike[str], schema: pa.Schema, *, format: st
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
     w = _BatchWriter(tmp, schema, fmt)
-    w.metadata = {}  # type: ignore[attr-defined]
     ok = False
     try:
         yield w
-        w.close(w.metadata)  # type: ignore[attr-defined]
+        w.close(w.metadata)
         os.replace(tmp, p)
         ok = True
     finally:

@@ -38,12 +38,16 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from .errors import ArgumentError, MissingDependencyError
 from .options import KnnOptions
+
+if TYPE_CHECKING:
+    import faiss
+    import torch
 
 # The search defaults are the knn option defaults (one place: instructfast.options.KnnOptions).
 DEFAULT_EXACT_MAX: int = KnnOptions.exact_max
@@ -228,7 +232,7 @@ class NeighborIndex:
         block_rows: int = 16_384,
         memory_mb: int | None = None,
         seed: int = 0,
-        ivf: object | None = None,
+        ivf: faiss.IndexIVF | None = None,
     ) -> None:
         v = np.asarray(vectors)
         if v.ndim != 2 or v.shape[1] < 1:
@@ -265,10 +269,10 @@ class NeighborIndex:
         self.seed = int(seed)
         self._rng = np.random.default_rng(seed)
         self.memory_mb = memory_mb or (2048 if self.device.startswith("cuda") else 256)
-        self._torch_pool = None
+        self._torch_pool: torch.Tensor | None = None
         # torch: re-rank on the GPU; on the CPU numpy's cache-sized blocks are faster
         self.rerank_on_device = self.device.startswith("cuda")
-        self.ivf = None if self.exact else ivf
+        self.ivf: faiss.IndexIVF | None = None if self.exact else ivf
         self.nlist = int(self.ivf.nlist) if self.ivf is not None else nlist
         self.nprobe = int(nprobe) if nprobe else None
         self._tuned = False
@@ -279,7 +283,7 @@ class NeighborIndex:
 
     # ------------------------------------------------------------------ build
 
-    def _build_ivf(self):
+    def _build_ivf(self) -> faiss.IndexIVFFlat:
         import faiss
 
         nlist = self.nlist or int(round(4 * math.sqrt(self.n)))
@@ -306,6 +310,7 @@ class NeighborIndex:
             return f"exact (torch matmul top-k, {self.device})"
         if self.exact:
             return "exact (faiss brute force, inner product)"
+        assert self.ivf is not None  # __init__ builds one whenever the search is approximate
         return f"approximate (faiss IVF{self.ivf.nlist},Flat inner product, nprobe={self.nprobe})"
 
     # ------------------------------------------------------------------ search
@@ -416,6 +421,7 @@ class NeighborIndex:
         if exact:
             _, ids = faiss.knn(q, self.vectors, kc, metric=faiss.METRIC_INNER_PRODUCT)
         else:
+            assert self.ivf is not None and self.nprobe is not None  # set in __init__ for approximate search
             self.ivf.nprobe = int(self.nprobe)
             _, ids = self.ivf.search(q, kc)
         return ids.astype(np.int64, copy=False)
@@ -458,6 +464,7 @@ class NeighborIndex:
         report: SearchReport,
     ) -> None:
         """Measure recall@k on a query sample against exact search; tune nprobe once."""
+        assert self.ivf is not None and self.nprobe is not None  # set in __init__ for approximate search
         m = q.shape[0]
         s = min(m, self.recall_sample)
         pick = np.sort(self._rng.choice(m, s, replace=False)) if s < m else np.arange(m)

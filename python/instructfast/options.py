@@ -32,7 +32,7 @@ import typing
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypedDict
 
 from ._cores import available_cores
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
@@ -451,9 +451,23 @@ class ScoreOptions:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _groups_from_flat(flat: Mapping[str, object]) -> dict[str, OptionGroup]:
+class _Groups(TypedDict):
+    """One instance of each option group, keyed by its :class:`ScoreOptions` attribute (as in ``GROUPS``)."""
+
+    text: TextOptions
+    model: ModelOptions
+    lm: LMOptions
+    onnx: OnnxOptions
+    reward: RewardOptions
+    unieval: UniEvalOptions
+    embedder: EmbedderOptions
+    knn: KnnOptions
+
+
+def _groups_from_flat(flat: Mapping[str, object]) -> _Groups:
     keys = option_keys()
-    values: dict[str, dict[str, object]] = {attr: {} for attr in GROUPS}
+    # Raw values (strings from the CLI): each group coerces them to its fields' types, hence Any.
+    values: dict[str, dict[str, Any]] = {attr: {} for attr in GROUPS}
     for key, value in flat.items():
         if not isinstance(key, str):
             msg = f"option keys must be strings, got {key!r}"
@@ -470,7 +484,16 @@ def _groups_from_flat(flat: Mapping[str, object]) -> dict[str, OptionGroup]:
             raise OptionError(msg)
         attr, name = keys[key]
         values[attr][name] = value
-    return {attr: GROUPS[attr](**kw) for attr, kw in values.items()}
+    return _Groups(
+        text=TextOptions(**values["text"]),
+        model=ModelOptions(**values["model"]),
+        lm=LMOptions(**values["lm"]),
+        onnx=OnnxOptions(**values["onnx"]),
+        reward=RewardOptions(**values["reward"]),
+        unieval=UniEvalOptions(**values["unieval"]),
+        embedder=EmbedderOptions(**values["embedder"]),
+        knn=KnnOptions(**values["knn"]),
+    )
 
 
 __all__ = [

@@ -122,9 +122,11 @@ def score_file(
             if on_progress:
                 on_progress(b.num_rows)
             if part_rows >= checkpoint_rows:
+                assert part_path is not None  # opened together with writer
                 _commit_part(partial, state, writer, part_path, part_rows, scorer)
                 part_rows, writer = 0, None
         if writer is not None:
+            assert part_path is not None  # opened together with writer
             _commit_part(partial, state, writer, part_path, part_rows, scorer)
     finally:
         scorer.close()

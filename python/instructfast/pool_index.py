@@ -24,7 +24,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +32,11 @@ import pyarrow as pa
 from .columns import CanonicalBatch
 from .errors import ArgumentError, InputFormatError, OutputExistsError, SchemaError
 from .neighbors import DEFAULT_EXACT_MAX, NeighborIndex
+
+if TYPE_CHECKING:
+    import faiss
+
+    from .models.embedder import Embedder
 
 POOL_FORMAT = "instructfast-knn-pool"
 POOL_VERSION = 1
@@ -71,7 +76,7 @@ class RecordVectors:
         self.threads = threads
         self.runtime = dict(runtime or {})
         self.dim: int | None = None
-        self._embedder = None
+        self._embedder: Embedder | None = None
 
     def start(self) -> None:
         """Load the embedder (no-op for a vector column)."""
@@ -85,16 +90,22 @@ class RecordVectors:
 
     def model_record(self) -> dict[str, Any]:
         """The embedder in use, for a run record."""
-        self.start()
-        emb = self._embedder
+        emb = self._loaded_embedder()
         return {**emb.model.source_record(), "slot": "embedder"}
+
+    def _loaded_embedder(self) -> Embedder:
+        """The embedder, loaded on first use; there is none when the vectors come from a column."""
+        self.start()
+        if self._embedder is None:
+            msg = f"vectors come from the column `{self.vectors_column}` (`vectors_column`), not from an embedder"
+            raise ArgumentError(msg)
+        return self._embedder
 
     def identity(self) -> dict[str, Any]:
         """What the vectors are: a pool and the rows searched against it must agree on this."""
         if self.vectors_column is not None:
             return {"kind": "vectors", "column": self.vectors_column, "dim": self.dim}
-        self.start()
-        emb = self._embedder
+        emb = self._loaded_embedder()
         return {"kind": "embedder", "model": embedder_name(emb), "dim": int(emb.dim), "max_length": int(emb.max_length)}
 
     def encode(
@@ -129,7 +140,7 @@ class RecordVectors:
         """Embed instruction + input + output of the rows with a non-empty text and an output."""
         from .prompts import embedding_texts
 
-        self.start()
+        emb = self._loaded_embedder()
         texts = embedding_texts(batch)
         out_null = np.asarray(batch.output.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         empty = np.array([t is None or not t.strip() for t in texts], dtype=bool) & ~out_null
@@ -137,10 +148,10 @@ class RecordVectors:
         pos = np.flatnonzero(keep).astype(np.int64)
         reasons = {r: int(n) for r, n in ((NULL_OUTPUT, out_null.sum()), (EMPTY_TEXT, empty.sum())) if n}
         if pos.size:
-            u = self._embedder.embed([texts[i] for i in pos], progress=progress)
+            u = emb.embed([texts[i] for i in pos], progress=progress)
             u = np.ascontiguousarray(u, dtype=np.float32)
         else:
-            u = np.zeros((0, self.dim), dtype=np.float32)
+            u = np.zeros((0, emb.dim), dtype=np.float32)
         return u, pos, reasons
 
     def _check_dim(self, d: int, what: str) -> None:
@@ -214,7 +225,7 @@ class ReferencePool:
         source_rows: np.ndarray,
         identity: Mapping[str, Any],
         manifest: Mapping[str, Any] | None = None,
-        ivf: object | None = None,
+        ivf: faiss.IndexIVF | None = None,
         path: Path | None = None,
     ) -> None:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -302,14 +313,18 @@ class ReferencePool:
         if vectors.shape != (manifest["count"], manifest["dim"]) or rows.shape != (manifest["count"],):
             msg = f"{path}: vectors {vectors.shape} / rows {rows.shape} do not match the manifest ({manifest['count']} x {manifest['dim']})"
             raise InputFormatError(msg)
-        ivf = None
+        ivf: faiss.IndexIVF | None = None
         if manifest["index"].get("type") == "ivf" and (path / INDEX).is_file():
             from .neighbors import faiss_available
 
             if faiss_available():  # without faiss (GPU machines) the pool is searched exactly with torch
                 import faiss
 
-                ivf = faiss.read_index(str(path / INDEX))
+                index = faiss.read_index(str(path / INDEX))
+                if not isinstance(index, faiss.IndexIVF):
+                    msg = f"{path / INDEX}: expected a faiss IVF index, got {type(index).__name__}"
+                    raise InputFormatError(msg)
+                ivf = index
         pool = cls(vectors, rows, manifest["vectors"], manifest, ivf=ivf, path=path)
         if expect is not None:
             pool.check_vectors(expect)
@@ -357,7 +372,10 @@ def build_pool(
     elif vectors_column not in reader.schema.names:
         msg = f"vectors column `{vectors_column}` not found; found columns: {reader.schema.names}"
         raise SchemaError(msg)
-    parts, rows, reasons, total = [], [], {}, 0
+    parts: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    reasons: dict[str, int] = {}
+    total = 0
     for b in rebatch(reader, batch_rows):
         if resolved is None:
             u, pos, why = rv.encode_column(b.column(vectors_column))

@@ -116,8 +116,8 @@ def plan(
         if isinstance(requested, str):
             requested = [requested]
         for item in requested:
-            cls = REGISTRY.get(item) or provider_of(item)
-            if cls is None:
+            found = REGISTRY.get(item) or provider_of(item)
+            if found is None:
                 near = difflib.get_close_matches(item, [*REGISTRY, *all_columns()], n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
                 msg = (
@@ -125,11 +125,11 @@ def plan(
                     f"known columns: {all_columns()} (and knn_<i> for any i >= 1)"
                 )
                 raise ArgumentError(msg)
-            add(cls, [c.name for c in cls.columns] if item == cls.name else [item])
+            add(found, [c.name for c in found.columns] if item == found.name else [item])
     for col in required:
-        cls = provider_of(col)
-        if cls is not None and col not in present:
-            add(cls, [col])
+        provider = provider_of(col)
+        if provider is not None and col not in present:
+            add(provider, [col])
 
     skipped = []
     indicators: list[Indicator] = []

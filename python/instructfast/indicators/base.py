@@ -98,7 +98,8 @@ class Indicator:
 
     name: ClassVar[str]
     columns: ClassVar[tuple[OutputColumn, ...]]
-    scope: ClassVar[Literal["row", "pool"]] = "row"
+    # a class default that an instance may narrow (knn with a fixed reference pool is per row)
+    scope: Literal["row", "pool"] = "row"
     models: ClassVar[tuple[str, ...]] = ()  # model slots it needs (for `instructfast indicators`)
 
     def __init__(self, options: ScoreOptions, wanted: tuple[str, ...] | None = None) -> None:

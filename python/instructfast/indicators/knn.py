@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -69,7 +69,7 @@ def ranks(columns: tuple[str, ...]) -> list[int]:
 
 class Knn(Indicator):
     name = "knn"
-    scope = "pool"
+    scope: Literal["row", "pool"] = "pool"
     models = ("embedder",)
     columns: ClassVar = (COLUMN,)
 
@@ -93,7 +93,7 @@ class Knn(Indicator):
             "seed": knn.seed,
         }
         if self.pool_dir:
-            self.scope = "row"  # type: ignore[misc]  # each row depends only on itself and the fixed pool
+            self.scope = "row"  # each row depends only on itself and the fixed pool
         self.report: SearchReport | None = None  # the search(es) of this run, for Python callers
 
     def output_columns(self) -> tuple[OutputColumn, ...]:
@@ -186,7 +186,7 @@ class Knn(Indicator):
             for c in self.wanted:
                 nulls.add(c, r, n)
         kmax = max(self.ks)
-        exclude = "match" if self.table_in_pool else "none"
+        exclude: Literal["match", "none"] = "match" if self.table_in_pool else "none"
         dist, _, rep = self._index.search(u, kmax, exclude=exclude, self_tol=self.self_tol, recall_ks=self.ks)
         if self.report is None:
             self.report = rep
@@ -195,6 +195,7 @@ class Knn(Indicator):
         if self.table_in_pool:
             for c in self.wanted:
                 nulls.note(c, "row not found in the reference pool (nothing excluded)", rep.no_self_match)
+        assert self._pool is not None  # compute() runs only with a reference pool, loaded in start()
         eligible = self._pool.count - (1 if self.table_in_pool else 0)
         return self._columns(batch.num_rows, pos, dist, eligible, nulls, rep)
 

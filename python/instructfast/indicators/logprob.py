@@ -90,7 +90,7 @@ class LogProb(Indicator):
         outs = batch.output.to_pylist()
         inps = batch.input.to_pylist() if batch.input is not None else [None] * n
         hist = batch.history.to_pylist() if batch.history is not None else [None] * n
-        reason = [None] * n
+        reason: list[str | None] = [None] * n
         for i in range(n):
             if outs[i] is None:
                 reason[i] = NULL_OUTPUT

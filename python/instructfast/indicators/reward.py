@@ -82,7 +82,11 @@ class Reward(Indicator):
         if self.model.kind == "reward-pair":
             items: list = [(prompts[i], outs[i]) for i in ok]
         else:
-            items = [oasst_text(prompts[i], outs[i]) for i in ok]
+            items = []
+            for i in ok:
+                prompt = prompts[i]
+                assert prompt is not None  # rows without a prompt got a null reason above
+                items.append(oasst_text(prompt, outs[i]))
         ids, types = self.model.encode(items, truncate=False)
         long = self.model.too_long(ids)
         if long.any():

@@ -222,6 +222,9 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
             custom_translation_table=graph.translations,
             verbose=False,
         )
+    if program is None:  # typed optional for the legacy exporter; dynamo=True always returns a program
+        msg = f"{src_s}: torch.onnx.export returned no ONNX program"
+        raise ExportError(msg)
     external = n_bytes > _TWO_GB
     plain = dest / "model.unfused.onnx"
     program.save(str(plain), external_data=external)
@@ -386,14 +389,14 @@ def verify_folder(dest: Path, graph, manifest: dict) -> dict:
         alone = np.stack([rt.run([ids[i]], None if types is None else [types[i]])[0] for i in ok])
         reference = graph.reference if graph.reference is not None else graph.module
         with torch.no_grad():
-            ref = []
+            ref_rows = []
             for i in ok:
                 x = torch.tensor([ids[i]], dtype=torch.long)
-                a = [x, torch.ones_like(x)]
-                if "token_type_ids" in graph.input_names:
-                    a.append(torch.tensor([types[i]], dtype=torch.long))
-                ref.append(reference(*a)[0].float().numpy())
-            ref = np.stack(ref)
+                inputs = [x, torch.ones_like(x)]
+                if types is not None:  # the runtime returns token types when the graph takes token_type_ids
+                    inputs.append(torch.tensor([types[i]], dtype=torch.long))
+                ref_rows.append(reference(*inputs)[0].float().numpy())
+            ref = np.stack(ref_rows)
     except BaseException:
         (dest / MANIFEST).unlink(missing_ok=True)
         raise

@@ -25,12 +25,15 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from ..errors import ModelError, ModelFileError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass
@@ -85,10 +88,10 @@ class OasstReward(nn.Module):
 class UniEvalYesNo(nn.Module):
     """T5 encoder + one decoder step from the start token; logits of ("Yes", "No") only."""
 
-    def __init__(self, model: nn.Module, yes_id: int, no_id: int) -> None:
+    def __init__(self, model: PreTrainedModel, yes_id: int, no_id: int) -> None:
         super().__init__()
-        self.encoder = model.get_encoder()
-        self.decoder = model.get_decoder()
+        self.encoder: nn.Module = model.get_encoder()
+        self.decoder: nn.Module = model.get_decoder()
         self.start_id = int(model.config.decoder_start_token_id)
         cfg = model.config
         # HF T5 rescales the decoder output before a tied LM head; keep its rule
@@ -129,7 +132,8 @@ def _config_dict(src: str) -> dict:
         return json.loads(p.read_text())
     from transformers.utils import cached_file  # hub id: same path as from_pretrained
 
-    return json.loads(Path(cached_file(src, "config.json")).read_text())
+    # typed `str | None`, but None only comes back with its _raise_exceptions_* flags turned off
+    return json.loads(Path(cast(str, cached_file(src, "config.json"))).read_text())
 
 
 def _window(tokenizer, config, override: int | None, default_cap: int) -> int:
@@ -197,8 +201,9 @@ def _load_state_dict(src: str, revision: str | None) -> dict[str, torch.Tensor]:
             files = [f]
         elif (ix := get(index)) is not None:
             shards = sorted(set(json.loads(ix.read_text())["weight_map"].values()))
-            files = [get(s) for s in shards]  # type: ignore[misc]
-            if any(f is None for f in files):
+            found = [get(s) for s in shards]
+            files = [f for f in found if f is not None]
+            if len(files) < len(found):
                 msg = f"{src}: shard listed in {index} is missing"
                 raise ModelFileError(msg)
         if files:

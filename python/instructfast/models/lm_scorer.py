@@ -45,6 +45,8 @@ def _frozen_layer_class():
 
     class FrozenPrefixLayer(DynamicLayer):
         def update(self, key_states, value_states, *args, **kwargs):
+            # _batch_view gives every frozen layer the prefix's keys and values
+            assert self.keys is not None and self.values is not None
             return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
 
     return FrozenPrefixLayer
@@ -230,6 +232,6 @@ class LMScorer:
                 full = self.model(input_ids=ids.to(self.device), attention_mask=attn).logits
                 lp = token_logprobs(full[b_idx_t, p_idx_t], targets)
         lp64 = lp.double().cpu().numpy()
-        seg = np.asarray(seg)
-        starts = np.concatenate([[0], np.cumsum(seg)[:-1]])
-        return np.add.reduceat(lp64, starts), seg
+        seg_lens = np.asarray(seg)
+        starts = np.concatenate([[0], np.cumsum(seg_lens)[:-1]])
+        return np.add.reduceat(lp64, starts), seg_lens

@@ -28,6 +28,7 @@ import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -160,7 +161,7 @@ class OnnxModel:
         spin: bool | None = None,
         token_budget: int | None = None,
         max_rows: int | None = None,
-        slack: float | None | str = "auto",
+        slack: float | Literal["auto"] | None = "auto",
     ) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(folder)
@@ -186,7 +187,7 @@ class OnnxModel:
         packed = self.layout == "packed"
         self.token_budget = int(token_budget or (65_536 if self.on_gpu else 4096 if packed else 8192))
         self.max_rows = int(max_rows or (256 if self.on_gpu or packed else 64))
-        self.slack = (0.5 if self.on_gpu else 0.05) if slack == "auto" else slack
+        self.slack: float | None = (0.5 if self.on_gpu else 0.05) if slack == "auto" else slack
         self._tok_trunc = load_tokenizer(self.folder, truncate_at=self.max_length)
         self._tok_full = load_tokenizer(self.folder, truncate_at=None)
 
@@ -257,7 +258,7 @@ class OnnxModel:
             if progress is not None:
                 progress(len(pos))
         if out is None:
-            shape = (0,)
+            shape: tuple[int, ...] = (0,)
             if self.kind == "embedder":
                 shape = (0, int(self.manifest["dim"]))
             elif self.kind == "unieval":

@@ -30,12 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    from transformers import BertModel, PreTrainedModel
+    from transformers.models.bert.modeling_bert import BertLayer
 
 INPUTS = ["input_ids", "position_ids", "pad_index", "attention_mask", "unpad_index"]
 # ORT rewrites Add + LayerNormalization into SkipLayerNormalization by default: slower on
@@ -135,7 +140,7 @@ def contrib_schemas():
 
 
 # -- the module -----------------------------------------------------------------------------
-def supports(body: nn.Module) -> bool:
+def supports(body: PreTrainedModel) -> bool:
     """Whether ``body`` is a BERT encoder this packed graph reproduces exactly."""
     cfg = body.config
     return (
@@ -149,7 +154,7 @@ def supports(body: nn.Module) -> bool:
 class PackedBertEmbedder(nn.Module):
     """BERT body on packed tokens, mean pooling over real tokens, unit L2 norm."""
 
-    def __init__(self, body: nn.Module) -> None:
+    def __init__(self, body: BertModel) -> None:
         super().__init__()
         if not supports(body):
             msg = f"{type(body).__name__} is not a BERT encoder with absolute positions and exact GELU"
@@ -158,12 +163,13 @@ class PackedBertEmbedder(nn.Module):
         self.hidden = int(cfg.hidden_size)
         self.heads = int(cfg.num_attention_heads)
         emb = body.embeddings
-        self.word = emb.word_embeddings
-        self.position = emb.position_embeddings
+        self.word: nn.Embedding = emb.word_embeddings
+        self.position: nn.Embedding = emb.position_embeddings
         # single-segment texts: every token has type 0
         self.register_buffer("type0", emb.token_type_embeddings.weight[0].detach().clone())
-        self.embed_norm = emb.LayerNorm
-        self.layers = nn.ModuleList(_PackedLayer(layer, self.heads) for layer in body.encoder.layer)
+        self.embed_norm: nn.LayerNorm = emb.LayerNorm
+        # nn.ModuleList yields plain Modules; a BertEncoder's are BertLayers
+        self.layers = nn.ModuleList(_PackedLayer(cast("BertLayer", layer), self.heads) for layer in body.encoder.layer)
 
     def forward(self, input_ids, position_ids, pad_index, attention_mask, unpad_index):
         b, seq = pad_index.shape
@@ -178,7 +184,7 @@ class PackedBertEmbedder(nn.Module):
 
 
 class _PackedLayer(nn.Module):
-    def __init__(self, layer: nn.Module, heads: int) -> None:
+    def __init__(self, layer: BertLayer, heads: int) -> None:
         super().__init__()
         a = layer.attention.self
         self.heads = heads
@@ -187,11 +193,11 @@ class _PackedLayer(nn.Module):
             torch.cat([a.query.weight, a.key.weight, a.value.weight]).T.contiguous().detach()
         )
         self.qkv_bias = nn.Parameter(torch.cat([a.query.bias, a.key.bias, a.value.bias]).detach())
-        self.attn_out = layer.attention.output.dense
-        self.attn_norm = layer.attention.output.LayerNorm
-        self.ffn_in = layer.intermediate.dense
-        self.ffn_out = layer.output.dense
-        self.ffn_norm = layer.output.LayerNorm
+        self.attn_out: nn.Linear = layer.attention.output.dense
+        self.attn_norm: nn.LayerNorm = layer.attention.output.LayerNorm
+        self.ffn_in: nn.Linear = layer.intermediate.dense
+        self.ffn_out: nn.Linear = layer.output.dense
+        self.ffn_norm: nn.LayerNorm = layer.output.LayerNorm
 
     def forward(self, x, flat_pad, mask, unpad_index, b: int, seq: int):
         h = x.shape[-1]

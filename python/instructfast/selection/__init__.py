@@ -282,7 +282,7 @@ def _select_vectors(
                 ebar.close()
     u, pos, nulls = unit_rows(x, valid, missing="null output" if embeddings is None else "null embedding")
     del x
-    backend = "torch" if device is not None and str(device).startswith("cuda") else "auto"
+    backend: Literal["auto", "torch"] = "torch" if device is not None and str(device).startswith("cuda") else "auto"
     if method == "kcenter":
         seeds = _local_seeds(already_selected, pos, n)
         kk = resolve_budget(k, fraction, pos.size - seeds.size)

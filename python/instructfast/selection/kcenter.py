@@ -179,7 +179,11 @@ def _kcenter_numpy(
         mind[seeds] = -np.inf
     out = np.empty(k, dtype=np.int64)
     for i in range(k):
-        c = int(start) if (i == 0 and not seeds.size) else int(np.argmax(mind))
+        if i == 0 and not seeds.size:
+            assert start is not None  # kcenter_greedy draws a start when nothing is already selected
+            c = int(start)
+        else:
+            c = int(np.argmax(mind))
         out[i] = c
         if i + 1 < k:
             lower(c)
@@ -226,9 +230,11 @@ def _kcenter_torch(
                 torch.minimum(mind[a:b], d2.min(dim=1).values, out=mind[a:b])
         mind[st] = float("-inf")
     picks = torch.empty(k, dtype=torch.int64, device=dev)
-    c = torch.tensor(int(start) if not seeds.size else 0, device=dev)
     if seeds.size:
         c = torch.argmax(mind)
+    else:
+        assert start is not None  # kcenter_greedy draws a start when nothing is already selected
+        c = torch.tensor(int(start), device=dev)
     for i in range(k):
         picks[i] = c
         if i + 1 < k:
@@ -302,7 +308,8 @@ def _kcenter_lazy(x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, p
     out = np.empty(k, dtype=np.int64)
     i = 0
     if not seeds.size:
-        out[0] = int(start)  # type: ignore[arg-type]
+        assert start is not None  # kcenter_greedy draws a start when nothing is already selected
+        out[0] = int(start)
         add(int(out[0]))
         i = 1
         if progress is not None:

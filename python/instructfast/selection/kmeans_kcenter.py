@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -67,9 +68,9 @@ def proportional_quotas(sizes, budget: int) -> np.ndarray:
         extra = left - int(give.sum())
         if extra > 0:
             order = np.lexsort((np.arange(s.size), -s, -rem))  # remainder desc, size desc, index asc
-            order = [i for i in order if rem[i] >= 0 and give[i] < room[i]][:extra]
+            bump = [i for i in order if rem[i] >= 0 and give[i] < room[i]][:extra]
             give = give.copy()
-            give[order] += 1
+            give[bump] += 1
         quota += give
         room -= give
         left -= int(give.sum())
@@ -100,6 +101,7 @@ def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0, niter: int = 20
         raise ArgumentError(msg)
     km = faiss.Kmeans(d, int(clusters), niter=niter, seed=int(seed), verbose=False, min_points_per_centroid=1)
     km.train(x)
+    assert km.centroids is not None  # typed optional for an untrained Kmeans; train() sets it
     dist, lab = km.index.search(x, 1)
     return ClusterAssignment(km.centroids.copy(), lab[:, 0].astype(np.int64), dist[:, 0])
 
@@ -111,7 +113,7 @@ def kmeans_kcenter(
     clusters: int | None = None,
     seed: int = 0,
     niter: int = 20,
-    backend: str = "auto",
+    backend: Literal["auto", "numpy", "torch"] = "auto",
     device: str | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, ClusterAssignment, np.ndarray]:
@@ -143,7 +145,7 @@ def kmeans_kcenter(
         members = order[bounds[j] : bounds[j + 1]]
         local = kcenter_greedy(
             vectors[members], int(quotas[j]), seed=seed + int(j), backend=backend, device=device, progress=progress
-        )  # type: ignore[arg-type]
+        )
         picked.append(members[local])
     pos = np.sort(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
     return pos.astype(np.int64), km, quotas
