@@ -79,6 +79,14 @@ def test_bad_keys_and_values_are_option_errors(key, value, match):
         ScoreOptions.build(options={key: value})
 
 
+def test_the_groups_are_listed_once():
+    hints = {f.name: f.type for f in dataclasses.fields(ScoreOptions)}
+    assert list(opt.GROUPS) == [n for n in hints if n in opt.GROUPS]
+    assert set(hints) - set(opt.GROUPS) == {"threads", "batch_rows", "models", "device"}
+    for attr, group in opt.GROUPS.items():
+        assert isinstance(getattr(ScoreOptions(), attr), group)
+
+
 def test_one_boolean_parser():
     for word in ("1", "true", "YES", "On", 1, True):
         assert opt.parse_bool(word, "x") is True

@@ -53,7 +53,7 @@ def keyword_only(*names: str) -> Callable[[F], F]:
                 args = args[: len(fixed)]
             return fn(*args, **kwargs)
 
-        return inner  # type: ignore[return-value]
+        return inner  # type: ignore[return-value]  # same signature as fn (functools.wraps)
 
     return wrap
 

@@ -52,7 +52,7 @@ def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileF
         if fmt not in FORMATS:
             msg = f"`format` must be one of {FORMATS}, got {fmt!r}"
             raise ArgumentError(msg)
-        return fmt  # type: ignore[return-value]
+        return fmt  # type: ignore[return-value]  # checked against FORMATS just above
     p = Path(path)
     suffixes = [s.lower() for s in p.suffixes]
     while suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".lz4"):

@@ -530,7 +530,7 @@ def knn_distances(
     if not ks or ks[0] < 1:
         msg = f"neighbour ranks must be >= 1, got {ks}"
         raise ArgumentError(msg)
-    index = NeighborIndex(vectors, **index_options)  # type: ignore[arg-type]
+    index = NeighborIndex(vectors, **index_options)  # type: ignore[arg-type]  # NeighborIndex checks each one
     kmax = ks[-1]
     d, _, report = index.search(
         index.vectors, kmax, exclude="position", query_ids=np.arange(index.n, dtype=np.int64), recall_ks=ks

@@ -287,16 +287,22 @@ class KnnOptions(OptionGroup):
             raise OptionError(msg)
 
 
-GROUPS: dict[str, type[OptionGroup]] = {
-    "text": TextOptions,
-    "model": ModelOptions,
-    "lm": LMOptions,
-    "onnx": OnnxOptions,
-    "reward": RewardOptions,
-    "unieval": UniEvalOptions,
-    "embedder": EmbedderOptions,
-    "knn": KnnOptions,
-}
+class _Groups(TypedDict):
+    """One instance of each option group, keyed by its :class:`ScoreOptions` attribute (as in ``GROUPS``)."""
+
+    text: TextOptions
+    model: ModelOptions
+    lm: LMOptions
+    onnx: OnnxOptions
+    reward: RewardOptions
+    unieval: UniEvalOptions
+    embedder: EmbedderOptions
+    knn: KnnOptions
+
+
+# The one list of groups: the TypedDict above (which types ScoreOptions(**groups)); ScoreOptions
+# declares one field per entry, and tests/test_options.py checks the two agree.
+GROUPS: dict[str, type[OptionGroup]] = dict(typing.get_type_hints(_Groups))
 """Attribute of :class:`ScoreOptions` -> group class."""
 
 ALIASES: dict[str, str] = {}
@@ -451,19 +457,6 @@ class ScoreOptions:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class _Groups(TypedDict):
-    """One instance of each option group, keyed by its :class:`ScoreOptions` attribute (as in ``GROUPS``)."""
-
-    text: TextOptions
-    model: ModelOptions
-    lm: LMOptions
-    onnx: OnnxOptions
-    reward: RewardOptions
-    unieval: UniEvalOptions
-    embedder: EmbedderOptions
-    knn: KnnOptions
-
-
 def _groups_from_flat(flat: Mapping[str, object]) -> _Groups:
     keys = option_keys()
     # Raw values (strings from the CLI): each group coerces them to its fields' types, hence Any.
@@ -484,16 +477,7 @@ def _groups_from_flat(flat: Mapping[str, object]) -> _Groups:
             raise OptionError(msg)
         attr, name = keys[key]
         values[attr][name] = value
-    return _Groups(
-        text=TextOptions(**values["text"]),
-        model=ModelOptions(**values["model"]),
-        lm=LMOptions(**values["lm"]),
-        onnx=OnnxOptions(**values["onnx"]),
-        reward=RewardOptions(**values["reward"]),
-        unieval=UniEvalOptions(**values["unieval"]),
-        embedder=EmbedderOptions(**values["embedder"]),
-        knn=KnnOptions(**values["knn"]),
-    )
+    return typing.cast(_Groups, {attr: GROUPS[attr](**kw) for attr, kw in values.items()})
 
 
 __all__ = [

@@ -134,7 +134,7 @@ def load_embedder(
         emb = _LOADED.get(key)
         if emb is None:
             read_manifest(folder)  # clear error before the session is built
-            emb = Embedder(OnnxModel(folder, device=device, threads=threads, **runtime))  # type: ignore[arg-type]
+            emb = Embedder(OnnxModel(folder, device=device, threads=threads, **runtime))  # type: ignore[arg-type]  # OnnxModel checks the settings
             _LOADED[key] = emb
     return emb
 
