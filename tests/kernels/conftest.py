@@ -23,6 +23,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # tests.references, whichever test directory pytest collects first
+    sys.path.insert(0, str(REPO))
+
+from tests.references import compare  # noqa: E402
 
 try:
     import triton  # noqa: F401, E402
@@ -39,9 +43,7 @@ def import_kernel(name: str):
     try:
         module = importlib.import_module(f"instructfast.kernels.{name}")
     except Exception:  # not installed, or the package __init__ is broken mid-development
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
-        module = importlib.import_module(f"kernels.{name}")
+        module = importlib.import_module(f"kernels.{name}")  # REPO is on sys.path (above)
     if not module.INTERPRETED:
         pytest.skip(f"{module.__name__} was imported before TRITON_INTERPRET=1 was set; run tests/kernels alone")
     return module
@@ -86,21 +88,14 @@ def seed() -> int:
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, seed: int, what: str = "") -> None:
-    """allclose in float64 with NaN == NaN; on failure name the worst indices and the seed."""
-    actual = actual.detach().to(torch.float64).cpu()
-    expected = expected.detach().to(torch.float64).cpu()
+    """:func:`tests.references.compare` (NaN == NaN); on failure name the worst indices and the seed."""
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    both_nan = torch.isnan(actual) & torch.isnan(expected)
-    same_inf = torch.isinf(actual) & (actual == expected)
-    err = (actual - expected).abs()
-    bad = ~(both_nan | same_inf | (err <= atol + rtol * expected.abs()))
-    if bad.any():
-        idx = torch.nonzero(bad).flatten()
-        worst = idx[torch.argsort(torch.nan_to_num(err[idx], nan=float("inf")), descending=True)][:5]
-        lines = [f"  [{i}] got {actual[i].item()!r} expected {expected[i].item()!r}" for i in worst.tolist()]
+    res = compare(actual, expected, atol=atol, rtol=rtol)
+    if not res.ok:
+        a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+        lines = [f"  [{i}] got {a[i].item()!r} expected {e[i].item()!r}" for i in res.worst]
         pytest.fail(
-            f"{what}: {int(bad.sum())}/{bad.numel()} mismatches (atol={atol}, rtol={rtol}, seed={seed}):\n"
-            + "\n".join(lines)
+            f"{what}: {res.n_bad}/{res.n} mismatches (atol={atol}, rtol={rtol}, seed={seed}):\n" + "\n".join(lines)
         )
 
 
