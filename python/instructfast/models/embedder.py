@@ -123,6 +123,7 @@ def load_embedder(
     *,
     device: str | None = None,
     threads: int | None = None,
+    backend: str = "auto",
     **runtime: object,
 ) -> Embedder:
     """The embedder for the ``embedder`` slot, loaded once per process and shared.
@@ -135,9 +136,13 @@ def load_embedder(
         ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu) or ``None`` (CUDA when the runtime has it).
     threads
         ORT intra-op threads (``None``: the cores available to the process).
+    backend
+        ``"onnx"``, ``"torch"`` (:class:`~instructfast.models.embedder_torch.TorchEmbedder`, same
+        surface and vectors) or ``"auto"``: ONNX Runtime, unless the embedder runs on CUDA and the
+        installed onnxruntime has no CUDA provider (see :func:`~instructfast.models.embedder_torch.use_torch`).
     runtime
         Batching and session settings passed to :class:`OnnxModel` (``token_budget``,
-        ``max_rows``, ``slack``, ``spin``, ``inter_threads``).
+        ``max_rows``, ``slack``, ``spin``, ``inter_threads``) or to the torch embedder.
 
     Raises
     ------
@@ -145,6 +150,11 @@ def load_embedder(
         When no embedder is configured and the packaged default is not installed.
     """
     src = resolve("embedder", models)
+    if backend != "onnx":
+        from .embedder_torch import load_torch_embedder, use_torch
+
+        if use_torch(backend, device, src):
+            return load_torch_embedder(src, device=device, threads=threads, **runtime)  # type: ignore[return-value]
     folder = exported_folder(src)
     key = (str(Path(folder).resolve()), device, threads, tuple(sorted(runtime.items())))
     with _LOCK:
