@@ -85,6 +85,7 @@ def main() -> int:
 
     import _engine
     from tests.references import knn_numpy, same_neighbours
+
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
     if cuda and not torch.cuda.is_available():

@@ -193,6 +193,8 @@ class Bench:
         if self.budget_s is None or time.monotonic() - self.started < self.budget_s:
             return False
         print(f"skip {what}: --budget-s {self.budget_s:g} s spent", flush=True)
+        # a row of its own, so the summary shows the grid was cut short
+        self.add("budget", "all", "skipped_from", "case", 0, {"budget_s": self.budget_s}, what)
         return True
 
     def sync(self) -> None:

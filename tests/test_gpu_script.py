@@ -80,7 +80,8 @@ def test_exits_zero_with_every_step_ok(dry_run):
 
 def test_every_part_wrote_finite_figures(dry_run):
     _, _, rows, _, _ = dry_run
-    assert {r["indicator"] for r in rows} == {"logprob", "fused_linear_logprob", "copy", "perplexity", "embedder", "knn"}
+    assert {r["indicator"] for r in rows} == {"logprob", "fused_linear_logprob", "copy", "perplexity", "embedder", "knn",
+                                              "parity"}
     assert {r["mode"] for r in rows if r["indicator"] == "logprob"} == {"parity", "forward"}
     values: dict[tuple, list[float]] = {}
     for r in rows:
@@ -102,6 +103,7 @@ def test_parity_rows_all_pass(dry_run):
     errors = [float(r["p50"]) for r in rows if r["mode"] == "parity" and r["metric"] == "max_abs_err"]
     assert len(errors) == 24 and max(errors) < 1e-4
     assert "| parity | logprob / triton: within_tolerance | all 6 cases | 6/6 pass | | PASS |" in summary
+    assert [float(r["p50"]) for r in rows if r["metric"] == "cases_skipped"] == [0.0]  # none left out by the budget
 
 
 def test_nothing_written_under_bench_results(dry_run):

@@ -63,7 +63,7 @@ if [ "$DRY" = 1 ]; then
   A_EMB=(--dry-run --texts 120 --repeats 1)
   A_KNN=(--device cpu --n 600 --repeats 1 --numpy-queries 0)
 else
-  TOTAL=470 B_BUILD=60 B_ENV=20 B_PARITY=60 B_KERNELS=105 B_PPL=135 B_EMB=45 B_KNN=40 B_REPORT=10
+  TOTAL=470 B_BUILD=60 B_ENV=20 B_PARITY=75 B_KERNELS=100 B_PPL=125 B_EMB=45 B_KNN=40 B_REPORT=10
   A_PARITY=()
   A_KERNELS=(--quick)
   A_PPL=(--rows 1000 --max-pass-s 15)
