@@ -19,11 +19,10 @@ no CUDA provider.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import threading
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -92,22 +91,6 @@ def use_torch(backend: str, device: str | None, src: ModelSource) -> bool:
     return not _onnx_has_cuda() and (device is not None or _torch_cuda())
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """torch intra-op threads for one call (CPU), restored afterwards."""
-    import torch
-
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         msg = "`texts` must be a sequence of strings, not one string"
@@ -138,8 +121,9 @@ class TorchEmbedder:
     token_budget, max_rows, slack
         Batching (see :func:`instructfast.batching.length_buckets`); defaults: 65,536 tokens,
         256 rows, 50% padding on CUDA; 8,192, 64, 5% on the CPU (compute-bound: padding is lost time).
-    threads
-        torch intra-op threads during :meth:`embed` on the CPU (``None``: torch's setting).
+
+    torch's CPU thread count is left as it is: ``torch.set_num_threads`` is process-wide, and
+    changing it inside :meth:`embed` would race with other threads.
 
     Attributes
     ----------
@@ -161,7 +145,6 @@ class TorchEmbedder:
         token_budget: int | None = None,
         max_rows: int | None = None,
         slack: float | None | Literal["auto"] = "auto",
-        threads: int | None = None,
     ) -> None:
         import torch
         from tokenizers import Tokenizer
@@ -199,23 +182,13 @@ class TorchEmbedder:
         self.token_budget = int(token_budget or (65_536 if cuda else 8192))
         self.max_rows = int(max_rows or (256 if cuda else 64))
         self.slack = (0.5 if cuda else 0.05) if slack == "auto" else slack
-        self.threads = threads
         self._torch = torch
 
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Unit-norm embeddings of ``texts``.
+        """Unit-norm float32 embeddings ``[len(texts), dim]``, row i for ``texts[i]``.
 
-        Parameters
-        ----------
-        texts
-            Strings (``""`` allowed; ``None`` is an error).
-        progress
-            Called with the number of rows finished, after each batch.
-
-        Returns
-        -------
-        numpy.ndarray
-            float32 ``[len(texts), dim]``, row i for ``texts[i]``, each row of L2 norm 1.
+        The contract of :meth:`instructfast.models.embedder.Embedder.embed`: ``""`` is allowed,
+        ``None`` is a ``TypeError``; ``progress(k)`` is called with the rows finished per batch.
         """
         torch = self._torch
         texts = _check_texts(texts)
@@ -223,7 +196,7 @@ class TorchEmbedder:
         # Results stay on the device until the end: no synchronisation per batch, so the CPU
         # builds the next batch while the device runs this one.
         out = torch.empty((n, self.dim), dtype=torch.float32, device=self.device)
-        with torch.inference_mode(), _torch_threads(self.threads if self.device.type == "cpu" else None):
+        with torch.inference_mode():
             for start in range(0, n, CHUNK_ROWS):
                 ids = [e.ids for e in self._tok.encode_batch(texts[start : start + CHUNK_ROWS])]
                 lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -255,15 +228,15 @@ def load_torch_embedder(
     """The :class:`TorchEmbedder` of ``src``, loaded once per process and shared.
 
     ``runtime`` holds :class:`TorchEmbedder` settings (``dtype``, ``token_budget``, ``max_rows``,
-    ``slack``, ``max_length``); ONNX Runtime's session settings (``spin``, ``inter_threads``) are
-    ignored, so one settings dict serves both backends.
+    ``slack``, ``max_length``). ONNX Runtime's settings (``threads``, ``spin``, ``inter_threads``)
+    are ignored, so one settings dict serves both backends.
     """
     settings = {k: v for k, v in runtime.items() if k not in _ORT_ONLY}
-    key = (src.location, device, threads, tuple(sorted(settings.items())))
+    key = (src.location, device, tuple(sorted(settings.items())))
     with _LOCK:
         emb = _LOADED.get(key)
         if emb is None:
-            emb = TorchEmbedder(src.location, device=device, threads=threads, **settings)  # type: ignore[arg-type]
+            emb = TorchEmbedder(src.location, device=device, **settings)  # type: ignore[arg-type]
             _LOADED[key] = emb
     return emb
 
