@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 SAMPLE := python/instructfast/data/alpaca_gpt4_sample.jsonl
 NATIVE := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp tools/*.py)
 
-.PHONY: demo test test-quick bench install install-test clean gpu-check gpu-dry-run
+.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ $(VENV)/.test: $(VENV)/.core
 	$(PIP) install -e ".[test,gpu]"
 	touch $@
 
+$(VENV)/.lint: $(VENV)/.test
+	$(PIP) install -e ".[lint]"
+	touch $@
+
 install: $(VENV)/.core
 install-test: $(VENV)/.test
+install-lint: $(VENV)/.lint
 
 demo: $(VENV)/.core
 	$(VENV)/bin/instructfast indicators
@@ -41,14 +46,25 @@ demo: $(VENV)/.core
 	@echo "demo output: demo_out/alpaca_gpt4_sample.scored.parquet (every indicator with an offline model)"
 	@echo "             demo_out/diverse_10pct.jsonl (a diverse 10% by k-means + k-center on MiniLM embeddings)"
 
+# The Triton kernel tests run in a process of their own: the interpreter that runs them on the
+# CPU needs TRITON_INTERPRET=1 before triton is imported (tests/kernels/conftest.py says more).
 test: $(VENV)/.test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/kernels
+	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels
 
 test-quick: $(VENV)/.test
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/kernels
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -m "not slow" tests/kernels
+
+# The gates .ci/run runs before the tests: lint, format, import contracts, types.
+lint: $(VENV)/.lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.test
-	$(PY) bench/bench_mtld.py
+	$(PY) bench/bench_textstats.py
 
 # The one GPU check (bench/gpu/run.sh, README "GPU check"): on a GPU machine with its own python3
 # (no venv there); the dry run checks its plumbing here (make test runs it too).

@@ -19,11 +19,14 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+if str(REPO_ROOT) not in sys.path:  # the oracles the benchmarks share with the tests: tests/references.py
+    sys.path.insert(0, str(REPO_ROOT))
 CACHE_DIR = BENCH_DIR / ".cache"
 RESULTS_DIR = BENCH_DIR / "results"
 # Same location tests/conftest.py uses: the shared, unmodified public datasets beside the checkout.
@@ -246,8 +249,12 @@ def append_results(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any
     others are appended. The file is rewritten atomically.
     """
     path = Path(path)
-    fill = {"cpu": cpu_model(), "cores": cores(), "git_sha": git_sha(),
-            "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    fill = {
+        "cpu": cpu_model(),
+        "cores": cores(),
+        "git_sha": git_sha(),
+        "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     existing: list[dict[str, str]] = []
     if path.is_file():
         with open(path, newline="", encoding="utf-8") as fh:

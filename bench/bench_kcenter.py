@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
+from tests.references import naive_kcenter
 
 DIM = 384
 PROVIDERS = ("instructfast_lazy", "instructfast_full", "naive_numpy")
@@ -77,20 +78,6 @@ def make_vectors(kind: str, n: int, d: int = DIM, seed: int = 0) -> np.ndarray:
     return x
 
 
-def naive_kcenter(x: np.ndarray, k: int, start: int) -> np.ndarray:
-    """The straightforward KCenterGreedy: float64, full broadcasts, one pick at a time."""
-    x = x.astype(np.float64)
-    picks = [start]
-    mind = np.sqrt(((x - x[start]) ** 2).sum(axis=1))
-    mind[start] = -1.0
-    for _ in range(k - 1):
-        c = int(np.argmax(mind))
-        picks.append(c)
-        mind = np.minimum(mind, np.sqrt(((x - x[c]) ** 2).sum(axis=1)))
-        mind[picks] = -1.0
-    return np.asarray(picks, dtype=np.int64)
-
-
 # ============================================================================ worker (subprocess)
 
 
@@ -113,14 +100,18 @@ def _worker(provider: str, kind: str, n: int, k: int, out: Path) -> None:
     seconds = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    out.write_text(json.dumps({
-        "seconds": seconds,
-        "working_mib": peak / 2**20,
-        "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "load1_before": load,
-        "picks": picks.tolist(),
-        "stats": stats,
-    }))
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "working_mib": peak / 2**20,
+                "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "load1_before": load,
+                "picks": picks.tolist(),
+                "stats": stats,
+            }
+        )
+    )
 
 
 # ============================================================================ driver
@@ -131,12 +122,28 @@ def run_case(kind: str, n: int, k: int, providers, python: str) -> dict[str, dic
     for prov in providers:
         with tempfile.TemporaryDirectory() as tmp:
             res_path = Path(tmp) / "r.json"
-            cmd = [python, __file__, "--worker", prov, "--kind", kind, "--n", str(n), "--k", str(k), "--result", str(res_path)]
+            cmd = [
+                python,
+                __file__,
+                "--worker",
+                prov,
+                "--kind",
+                kind,
+                "--n",
+                str(n),
+                "--k",
+                str(k),
+                "--result",
+                str(res_path),
+            ]
             print(f"[kcenter] {kind} n={n:,} k={k:,} {prov} ...", flush=True)
             subprocess.run(cmd, check=True)
             r = json.loads(res_path.read_text())
-        print(f"    {r['seconds']:.2f} s, working {r['working_mib']:.0f} MiB, peak RSS {r['rss_mib']:.0f} MiB, "
-              f"load {r['load1_before']:.2f} {r['stats'] or ''}", flush=True)
+        print(
+            f"    {r['seconds']:.2f} s, working {r['working_mib']:.0f} MiB, peak RSS {r['rss_mib']:.0f} MiB, "
+            f"load {r['load1_before']:.2f} {r['stats'] or ''}",
+            flush=True,
+        )
         results[prov] = r
     ref = next(iter(results.values()))["picks"]
     for r in results.values():
@@ -154,10 +161,26 @@ def write_results(all_results, out_dir: Path, info: dict) -> None:
         cfg = {"data": kind, "n": n, "dim": DIM, "k": k}
         x = f"{n}x{DIM}/k={k}"
         for prov, r in res.items():
-            for metric, unit, val in (("seconds", "s", r["seconds"]), ("working_memory", "MiB", r["working_mib"]),
-                                      ("peak_rss", "MiB", r["rss_mib"]), ("load1_before", "load", r["load1_before"])):
-                rows.append({"indicator": "kcenter", "provider": prov, "mode": kind, "metric": metric, "unit": unit,
-                             "x": x, "p50": val, "p20": val, "p80": val, "config_json": cfg})
+            for metric, unit, val in (
+                ("seconds", "s", r["seconds"]),
+                ("working_memory", "MiB", r["working_mib"]),
+                ("peak_rss", "MiB", r["rss_mib"]),
+                ("load1_before", "load", r["load1_before"]),
+            ):
+                rows.append(
+                    {
+                        "indicator": "kcenter",
+                        "provider": prov,
+                        "mode": kind,
+                        "metric": metric,
+                        "unit": unit,
+                        "x": x,
+                        "p50": val,
+                        "p20": val,
+                        "p80": val,
+                        "config_json": cfg,
+                    }
+                )
     _common.append_results(out_dir / "kcenter.csv", rows)
 
     lines = [
@@ -186,11 +209,13 @@ def write_results(all_results, out_dir: Path, info: dict) -> None:
                 same = "(no peer)"
             else:
                 same = "yes" if r["same_picks"] else f"no (from pick {r['first_divergence']})"
-            lines.append(f"| {kind} | {n:,} | {k:,} | {prov} | {r['seconds']:.2f} | {vs_naive} | {vs_full} | "
-                         f"{r['working_mib']:.0f} | {r['rss_mib']:.0f} | {r['load1_before']:.2f} | {same} |")
+            lines.append(
+                f"| {kind} | {n:,} | {k:,} | {prov} | {r['seconds']:.2f} | {vs_naive} | {vs_full} | "
+                f"{r['working_mib']:.0f} | {r['rss_mib']:.0f} | {r['load1_before']:.2f} | {same} |"
+            )
     lines += [
         "",
-        "Ratios are taken only between providers measured on the same case in the same run; \"same picks\" "
+        'Ratios are taken only between providers measured on the same case in the same run; "same picks" '
         "compares each provider's whole pick sequence with the first provider's of its case. The 1M x 384 / "
         "5,000 cases ran the default (lazy) path only; the other paths' cost at that n is in the k=10 and k=200 "
         "rows (no totals for k=5,000 are extrapolated here).",

@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
+from tests.references import brute_knn_rows
 
 K = 6
 PROVIDERS = ("faiss_knn", "instructfast", "instructfast_torch", "sklearn_brute")
@@ -116,19 +117,6 @@ def _vectors(n: int, dim: int) -> Path:
     return path
 
 
-def _truth(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Sorted exact distances of sampled rows to every other row: float64 numpy, independent of faiss."""
-    p = x.astype(np.float64)
-    sq = (p * p).sum(1)
-    out = np.empty((rows.size, K))
-    for s in range(0, rows.size, 100):
-        r = rows[s : s + 100]
-        d2 = sq[r, None] + sq[None, :] - 2 * p[r] @ p.T
-        d2[np.arange(r.size), r] = np.inf  # self, by position
-        out[s : s + 100] = np.sqrt(np.maximum(np.sort(np.partition(d2, K, axis=1)[:, :K], axis=1), 0))
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="20000,100000")
@@ -157,23 +145,42 @@ def main() -> None:
         x = np.load(vec)
         rng = np.random.default_rng(1)
         sample = np.sort(rng.choice(n, min(SAMPLE, n), replace=False))
-        truth = _truth(x, sample)
+        truth = brute_knn_rows(x, sample, K)
         repeats = a.repeats if n <= 50_000 else 1
         got = {}
         for prov in a.providers.split(","):
             res = _common.CACHE_DIR / f"knn_{prov}_{n}.npz"
             load = os.getloadavg()[0]
-            cmd = [sys.executable, __file__, "--worker", prov, "--vectors", str(vec), "--threads", str(a.threads),
-                   "--repeats", str(repeats), "--result", str(res)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                prov,
+                "--vectors",
+                str(vec),
+                "--threads",
+                str(a.threads),
+                "--repeats",
+                str(repeats),
+                "--result",
+                str(res),
+            ]
             subprocess.run(cmd, check=True)
             r = np.load(res)
             got[prov] = r
             times = np.sort(r["times"])
             err = np.abs(r["d"][sample, K - 1] - truth[:, K - 1])
             entry = {
-                "n": n, "provider": prov, "p50": float(np.median(times)), "p20": float(np.quantile(times, 0.2)),
-                "p80": float(np.quantile(times, 0.8)), "runs": len(times), "peak_mib": float(r["peak_mib"]),
-                "kth_within_1e-6": float((err <= 1e-6).mean()), "kth_max_abs_err": float(err.max()), "load1": load,
+                "n": n,
+                "provider": prov,
+                "p50": float(np.median(times)),
+                "p20": float(np.quantile(times, 0.2)),
+                "p80": float(np.quantile(times, 0.8)),
+                "runs": len(times),
+                "peak_mib": float(r["peak_mib"]),
+                "kth_within_1e-6": float((err <= 1e-6).mean()),
+                "kth_max_abs_err": float(err.max()),
+                "load1": load,
             }
             summary.append(entry)
             print(json.dumps(entry), flush=True)
@@ -193,9 +200,13 @@ def main() -> None:
             base = {"indicator": "knn", "provider": e["provider"], "mode": "exact", "x": n, "config_json": cfg}
             rows.append({**base, "metric": "seconds", "unit": "s", "p50": e["p50"], "p20": e["p20"], "p80": e["p80"]})
             rows.append({**base, "metric": "peak_rss", "unit": "MiB", "p50": e["peak_mib"]})
-            rows.append({**base, "metric": "kth_within_1e-6_of_float64", "unit": "fraction", "p50": e["kth_within_1e-6"]})
+            rows.append(
+                {**base, "metric": "kth_within_1e-6_of_float64", "unit": "fraction", "p50": e["kth_within_1e-6"]}
+            )
             if "ids_same_as_sklearn" in e:
-                rows.append({**base, "metric": "ids_same_as_sklearn", "unit": "fraction", "p50": e["ids_same_as_sklearn"]})
+                rows.append(
+                    {**base, "metric": "ids_same_as_sklearn", "unit": "fraction", "p50": e["ids_same_as_sklearn"]}
+                )
     load_end = os.getloadavg()
     a.out.mkdir(parents=True, exist_ok=True)
     _common.append_results(a.out / "knn.csv", rows)

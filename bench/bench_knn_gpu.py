@@ -46,7 +46,6 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO))  # tests.references: the numpy brute force the tests use
 sys.path.insert(0, str(BENCH / "gpu"))
 sys.path.insert(0, str(BENCH))
 import _common  # noqa: E402  (standard library only)
@@ -76,14 +75,15 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--memory-mb", type=int, default=8192, help="bytes for one block's [rows, n] similarities")
-    ap.add_argument("--numpy-queries", type=int, default=5000,
-                    help="rows searched by the numpy brute force (0: all); default 5000")
+    ap.add_argument(
+        "--numpy-queries", type=int, default=5000, help="rows searched by the numpy brute force (0: all); default 5000"
+    )
     a = ap.parse_args()
 
+    import _engine
     import numpy as np
     import torch
 
-    import _engine
     from tests.references import knn_numpy, same_neighbours
 
     dev = torch.device(a.device)
@@ -97,14 +97,25 @@ def main() -> int:
             torch.cuda.synchronize(dev)
 
     name = torch.cuda.get_device_name(dev) if cuda else f"CPU dry run: {_common.cpu_model()}"
-    info = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, "git_sha": _common.git_sha(),
-            "load1": os.getloadavg()[0], "cores": _common.cores()}
+    info = {
+        "device": name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "git_sha": _common.git_sha(),
+        "load1": os.getloadavg()[0],
+        "cores": _common.cores(),
+    }
     print(json.dumps(info))
     rows, table = [], []
     for n in [int(s) for s in a.n.split(",")]:
         x = _vectors(n, a.dim)
-        cfg = {"dim": a.dim, "k": K, "device": a.device, "memory_mb": a.memory_mb,
-               "workload": "random unit vectors, 1% duplicates"}
+        cfg = {
+            "dim": a.dim,
+            "k": K,
+            "device": a.device,
+            "memory_mb": a.memory_mb,
+            "workload": "random unit vectors, 1% duplicates",
+        }
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(dev)
@@ -159,42 +170,102 @@ def main() -> int:
         base = {"indicator": "knn", "mode": "exact", "x": n, "config_json": cfg, "cpu": name}
         rows += [
             {**base, "provider": "instructfast_torch", "metric": "seconds_first", "unit": "s", "p50": first},
-            {**base, "provider": "instructfast_torch", "metric": "seconds", "unit": "s", "p50": float(np.median(w)),
-             "p20": float(np.quantile(w, 0.2)), "p80": float(np.quantile(w, 0.8))},
-            {**base, "provider": "instructfast_torch", "metric": "kth_within_1e-6_of_float64", "unit": "fraction", "p50": ok},
+            {
+                **base,
+                "provider": "instructfast_torch",
+                "metric": "seconds",
+                "unit": "s",
+                "p50": float(np.median(w)),
+                "p20": float(np.quantile(w, 0.2)),
+                "p80": float(np.quantile(w, 0.8)),
+            },
+            {
+                **base,
+                "provider": "instructfast_torch",
+                "metric": "kth_within_1e-6_of_float64",
+                "unit": "fraction",
+                "p50": ok,
+            },
             {**base, "provider": "instructfast_torch", "metric": "peak_device_memory", "unit": "MiB", "p50": peak},
-            {**base, "provider": "torch_topk_floor", "metric": "seconds", "unit": "s", "p50": float(np.median(f)),
-             "p20": float(np.quantile(f, 0.2)), "p80": float(np.quantile(f, 0.8))},
+            {
+                **base,
+                "provider": "torch_topk_floor",
+                "metric": "seconds",
+                "unit": "s",
+                "p50": float(np.median(f)),
+                "p20": float(np.quantile(f, 0.2)),
+                "p80": float(np.quantile(f, 0.8)),
+            },
         ]
         np_cfg = {**cfg, "numpy_queries": m, "threads": _common.cores(), "sample_seed": 2}
         np_base = {**base, "config_json": np_cfg}
         rows += [
             {**np_base, "provider": "numpy_bruteforce", "metric": "seconds", "unit": "s", "p50": np_s},
-            {**np_base, "provider": "numpy_bruteforce", "metric": "seconds_extrapolated", "unit": "s",
-             "p50": np_s * n / m},
-            {**np_base, "provider": "instructfast_torch", "metric": "speedup_vs_numpy", "unit": "x",
-             "p50": np_s * n / m / float(np.median(w))},
-            {**np_base, "provider": "instructfast_torch", "metric": "ids_equal_numpy", "unit": "fraction", "p50": agree},
-            {**np_base, "provider": "instructfast_torch", "metric": "max_distance_diff_numpy", "unit": "distance",
-             "p50": d_diff},
-            {**np_base, "provider": "instructfast_torch", "metric": "target:ids_equal_numpy", "unit": "pass",
-             "p50": 1.0 if agree == 1.0 else 0.0, "config_json": {**np_cfg, "value": agree, "target": "== 1"}},
+            {
+                **np_base,
+                "provider": "numpy_bruteforce",
+                "metric": "seconds_extrapolated",
+                "unit": "s",
+                "p50": np_s * n / m,
+            },
+            {
+                **np_base,
+                "provider": "instructfast_torch",
+                "metric": "speedup_vs_numpy",
+                "unit": "x",
+                "p50": np_s * n / m / float(np.median(w)),
+            },
+            {
+                **np_base,
+                "provider": "instructfast_torch",
+                "metric": "ids_equal_numpy",
+                "unit": "fraction",
+                "p50": agree,
+            },
+            {
+                **np_base,
+                "provider": "instructfast_torch",
+                "metric": "max_distance_diff_numpy",
+                "unit": "distance",
+                "p50": d_diff,
+            },
+            {
+                **np_base,
+                "provider": "instructfast_torch",
+                "metric": "target:ids_equal_numpy",
+                "unit": "pass",
+                "p50": 1.0 if agree == 1.0 else 0.0,
+                "config_json": {**np_cfg, "value": agree, "target": "== 1"},
+            },
         ]
-        line = {"n": n, "first_s": round(first, 3), "warm_s": round(float(np.median(w)), 3),
-                "floor_s": round(float(np.median(f)), 3), "kth_ok": ok, "peak_mib": round(peak, 1),
-                "numpy_queries": m, "numpy_s": round(np_s, 3), "ids_equal_numpy": agree, "max_d_diff": d_diff}
+        line = {
+            "n": n,
+            "first_s": round(first, 3),
+            "warm_s": round(float(np.median(w)), 3),
+            "floor_s": round(float(np.median(f)), 3),
+            "kth_ok": ok,
+            "peak_mib": round(peak, 1),
+            "numpy_queries": m,
+            "numpy_s": round(np_s, 3),
+            "ids_equal_numpy": agree,
+            "max_d_diff": d_diff,
+        }
         table.append(line)
         print(json.dumps(line), flush=True)
         del index, pool, x
     a.out.mkdir(parents=True, exist_ok=True)
     path = _common.append_results(a.out / "knn_gpu.csv", rows)
     print(f"wrote {path}")
-    print("| n | first search s | warm search s | matmul+topk floor s | 6th dist ok | peak MiB | numpy queries "
-          "| numpy s | ids = numpy | max dist diff |")
+    print(
+        "| n | first search s | warm search s | matmul+topk floor s | 6th dist ok | peak MiB | numpy queries "
+        "| numpy s | ids = numpy | max dist diff |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for t in table:
-        print(f"| {t['n']:,} | {t['first_s']} | {t['warm_s']} | {t['floor_s']} | {t['kth_ok']:.4f} | {t['peak_mib']} "
-              f"| {t['numpy_queries']:,} | {t['numpy_s']} | {t['ids_equal_numpy']:.4f} | {t['max_d_diff']:.2e} |")
+        print(
+            f"| {t['n']:,} | {t['first_s']} | {t['warm_s']} | {t['floor_s']} | {t['kth_ok']:.4f} | {t['peak_mib']} "
+            f"| {t['numpy_queries']:,} | {t['numpy_s']} | {t['ids_equal_numpy']:.4f} | {t['max_d_diff']:.2e} |"
+        )
     return 0
 
 

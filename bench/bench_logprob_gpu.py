@@ -50,13 +50,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import gc
 import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench" / "gpu"))
@@ -123,10 +125,9 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         if args.smoke:
             os.environ["TRITON_INTERPRET"] = "1"  # before the kernels' @triton.jit decorators run
+        import _engine
         import torch
         import triton
-
-        import _engine
 
         self.torch, self.triton = torch, triton
         self.ka, self.kb = _engine.logprob_kernel, _engine.fused_kernel
@@ -137,10 +138,16 @@ class Bench:
         if not self.smoke and not torch.cuda.is_available():
             raise SystemExit("no CUDA device: run on a GPU machine, or pass --smoke for a CPU plumbing check")
         self.dev = torch.device("cpu" if self.smoke else "cuda")
-        self.device_name = f"CPU dry run: {_common.cpu_model()} (triton interpreter)" if self.smoke else torch.cuda.get_device_name()
+        self.device_name = (
+            f"CPU dry run: {_common.cpu_model()} (triton interpreter)" if self.smoke else torch.cuda.get_device_name()
+        )
         # the results format's `cpu` column names the processor the numbers come from: here the GPU
-        self.common = {"cpu": self.device_name, "cores": _common.cores(), "git_sha": _common.git_sha(),
-                       "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        self.common = {
+            "cpu": self.device_name,
+            "cores": _common.cores(),
+            "git_sha": _common.git_sha(),
+            "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
         self.rows: list[dict[str, Any]] = []
         self.with_chunked = not args.no_chunked
         if self.smoke:
@@ -158,28 +165,45 @@ class Bench:
     # -- helpers ------------------------------------------------------------------------------
 
     def add(self, indicator, provider, metric, unit, x, config, p50, p20=None, p80=None) -> None:
-        row = {"indicator": indicator, "provider": provider, "mode": "forward", "metric": metric,
-               "unit": unit, "x": x, "p50": p50, "p20": p20, "p80": p80, "config_json": _common.config_json(config)}
+        row = {
+            "indicator": indicator,
+            "provider": provider,
+            "mode": "forward",
+            "metric": metric,
+            "unit": unit,
+            "x": x,
+            "p50": p50,
+            "p20": p20,
+            "p80": p80,
+            "config_json": _common.config_json(config),
+        }
         row.update(self.common)
         self.rows.append(row)
 
     def target(self, indicator, what, x, config, value, ok: bool, threshold: str) -> None:
         """A PASS/FAIL row: metric ``target:<what>``, p50 1.0 or 0.0, value and threshold in the config."""
-        self.add(indicator, "triton", f"target:{what}", "pass", x, {**config, "value": value, "target": threshold},
-                 1.0 if ok else 0.0)
+        self.add(
+            indicator,
+            "triton",
+            f"target:{what}",
+            "pass",
+            x,
+            {**config, "value": value, "target": threshold},
+            1.0 if ok else 0.0,
+        )
         print(f"  {'PASS' if ok else 'FAIL'}: {indicator} {what} = {value:.4g} (target {threshold})", flush=True)
 
-    def run_case(self, indicator: str, x: int, config: dict, fn: Callable[[], None]) -> None:
-        """One shape of a grid; an error (a tile that does not compile, ...) becomes an ``error`` row
-        and the grid goes on: one broken case must not cost the unattended run its other figures."""
+    def run_case(self, indicator: str, x: int, config: dict, case: Callable[..., None], *args: Any) -> None:
+        """One shape of a grid, ``case(*args)``; an error (a tile that does not compile, ...) becomes an
+        ``error`` row and the grid goes on: one broken case must not cost the unattended run its other
+        figures. The case's tensors are freed when it returns, before the next one allocates."""
         try:
-            fn()
+            case(*args)
         except Exception as exc:
             traceback.print_exc()
             self.add(indicator, "triton", "error", "text", x, config, f"{type(exc).__name__}: {exc}"[:300])
-            gc.collect()
-            if not self.smoke:
-                self.torch.cuda.empty_cache()
+        gc.collect()
+        self.free_bytes()
         self.flush()
 
     def flush(self) -> None:
@@ -263,13 +287,12 @@ class Bench:
         torch = self.torch
         n_bytes = (64 * MIB) if self.smoke else 4 * GIB
         src = torch.empty(n_bytes // 2, dtype=torch.bfloat16, device=self.dev).normal_()
-        p50, p20, p80 = self.time_ms(lambda: src.clone())
+        p50, p20, p80 = self.time_ms(src.clone)
         moved = 2 * n_bytes  # read + write
         gbs = [moved / (t * 1e-3) / 1e9 for t in (p50, p80, p20)]  # slower time -> lower bandwidth
         cfg = {"bytes": n_bytes, "dtype": "bfloat16", "op": "clone"}
         self.add("copy", "torch", "time", "ms", n_bytes, cfg, p50, p20, p80)
         self.add("copy", "torch", "bandwidth", "GB/s", n_bytes, cfg, *gbs)
-        del src
         return gbs[0]
 
     # -- kernel (a) ---------------------------------------------------------------------------
@@ -282,8 +305,7 @@ class Bench:
                     continue
                 if self.out_of_time(f"logprob N={n} V={v}"):
                     return
-                self.run_case("logprob", n, {"N": n, "V": v, "dtype": "bfloat16"},
-                              lambda: self.logprob_case(n, v, copy_gbs))
+                self.run_case("logprob", n, {"N": n, "V": v, "dtype": "bfloat16"}, self.logprob_case, n, v, copy_gbs)
 
     def logprob_case(self, n: int, v: int, copy_gbs: float) -> None:
         torch = self.torch
@@ -297,13 +319,20 @@ class Bench:
         self.add("logprob", "triton", "max_abs_err_vs_fp32_torch", "nat", n, cfg, self.max_err(ours, ref))
         del ours
 
-        t_triton = self.time_ms(lambda: self.ka.logprob_forward(logits, tgt))
+        t_triton = self.time_ms(functools.partial(self.ka.logprob_forward, logits, tgt))
         self.add("logprob", "triton", "time", "ms", n, cfg, *t_triton)
         gbs = [moved / (t * 1e-3) / 1e9 for t in (t_triton[0], t_triton[2], t_triton[1])]
         self.add("logprob", "triton", "bandwidth", "GB/s", n, cfg, *gbs)
         self.add("logprob", "triton", "fraction_of_copy_bandwidth", "ratio", n, cfg, gbs[0] / copy_gbs)
-        self.target("logprob", "fraction_of_copy_bandwidth", n, cfg, gbs[0] / copy_gbs,
-                    gbs[0] / copy_gbs >= BANDWIDTH_TARGET, f">= {BANDWIDTH_TARGET:g}")
+        self.target(
+            "logprob",
+            "fraction_of_copy_bandwidth",
+            n,
+            cfg,
+            gbs[0] / copy_gbs,
+            gbs[0] / copy_gbs >= BANDWIDTH_TARGET,
+            f">= {BANDWIDTH_TARGET:g}",
+        )
 
         def baseline():
             return torch.log_softmax(logits.float(), -1).gather(1, tgt.clamp(min=0)[:, None]).squeeze(1)
@@ -315,17 +344,23 @@ class Bench:
         else:
             self.add("logprob", "torch", "time", "ms", n, cfg, *t_torch)
             self.add("logprob", "triton", "speedup_vs_torch", "x", n, cfg, t_torch[0] / t_triton[0])
-            self.target("logprob", "speedup_vs_torch", n, cfg, t_torch[0] / t_triton[0],
-                        t_torch[0] / t_triton[0] >= SPEEDUP_TARGET, f">= {SPEEDUP_TARGET:g}")
+            self.target(
+                "logprob",
+                "speedup_vs_torch",
+                n,
+                cfg,
+                t_torch[0] / t_triton[0],
+                t_torch[0] / t_triton[0] >= SPEEDUP_TARGET,
+                f">= {SPEEDUP_TARGET:g}",
+            )
         if self.with_chunked:
-            t_chunk = self.time_ms(lambda: self.token_logprobs_torch(logits, tgt))
+            t_chunk = self.time_ms(functools.partial(self.token_logprobs_torch, logits, tgt))
             self.add("logprob", "torch_chunked", "time", "ms", n, cfg, *t_chunk)
-        print(f"logprob N={n} V={v}: triton {t_triton[0]:.3f} ms ({gbs[0]:.0f} GB/s, "
-              f"{gbs[0] / copy_gbs:.0%} of copy), torch {t_torch if t_torch == 'oom' else round(t_torch[0], 3)}",
-              flush=True)
-        del logits, tgt, ref
-        self.free_bytes()
-        self.flush()
+        print(
+            f"logprob N={n} V={v}: triton {t_triton[0]:.3f} ms ({gbs[0]:.0f} GB/s, "
+            f"{gbs[0] / copy_gbs:.0%} of copy), torch {t_torch if t_torch == 'oom' else round(t_torch[0], 3)}",
+            flush=True,
+        )
 
     def sweep_logprob(self, copy_gbs: float) -> None:
         torch = self.torch
@@ -333,14 +368,18 @@ class Bench:
         logits = torch.randn(n, v, device=self.dev, dtype=torch.bfloat16).mul_(3.0)
         tgt = self.targets(n, v)
         moved = n * v * 2 + n * 12
-        for block_v, num_warps in (SWEEP_A[:2] if self.smoke else SWEEP_A):
+        for block_v, num_warps in SWEEP_A[:2] if self.smoke else SWEEP_A:
             cfg = {"N": n, "V": v, "dtype": "bfloat16", "BLOCK_V": block_v, "num_warps": num_warps}
-            t = self.time_ms(lambda: self.ka.logprob_forward(logits, tgt, block_v=block_v, num_warps=num_warps))
+            t = self.time_ms(
+                functools.partial(self.ka.logprob_forward, logits, tgt, block_v=block_v, num_warps=num_warps)
+            )
             gbs = moved / (t[0] * 1e-3) / 1e9
             self.add("logprob", "triton_sweep", "time", "ms", n, cfg, *t)
             self.add("logprob", "triton_sweep", "fraction_of_copy_bandwidth", "ratio", n, cfg, gbs / copy_gbs)
-            print(f"sweep logprob BLOCK_V={block_v} warps={num_warps}: {t[0]:.3f} ms, {gbs / copy_gbs:.0%} of copy", flush=True)
-        del logits, tgt
+            print(
+                f"sweep logprob BLOCK_V={block_v} warps={num_warps}: {t[0]:.3f} ms, {gbs / copy_gbs:.0%} of copy",
+                flush=True,
+            )
 
     # -- kernel (b) ---------------------------------------------------------------------------
 
@@ -352,9 +391,8 @@ class Bench:
                 for n in self.grid_n:
                     if self.out_of_time(f"fused N={n} V={v} d={d}"):
                         return
-                    self.run_case("fused_linear_logprob", n, {"N": n, "V": v, "d": d, "dtype": "bfloat16"},
-                                  lambda: self.fused_case(n, v, d, weight))
-                del weight
+                    cfg = {"N": n, "V": v, "d": d, "dtype": "bfloat16"}
+                    self.run_case("fused_linear_logprob", n, cfg, self.fused_case, n, v, d, weight)
 
     def fused_case(self, n: int, v: int, d: int, weight) -> None:
         torch = self.torch
@@ -374,12 +412,12 @@ class Bench:
             return self.fused_linear_logprobs_torch(hidden, weight, tgt)
 
         ref = chunked()
-        self.add("fused_linear_logprob", "triton", "max_abs_err_vs_fp32_torch", "nat", n, cfg,
-                 self.max_err(ours(), ref))
+        self.add(
+            "fused_linear_logprob", "triton", "max_abs_err_vs_fp32_torch", "nat", n, cfg, self.max_err(ours(), ref)
+        )
         t_ours = self.time_ms(ours)
         self.add("fused_linear_logprob", "triton", "time", "ms", n, cfg, *t_ours)
-        self.add("fused_linear_logprob", "triton", "throughput", "TFLOP/s", n, cfg,
-                 flop / (t_ours[0] * 1e-3) / 1e12)
+        self.add("fused_linear_logprob", "triton", "throughput", "TFLOP/s", n, cfg, flop / (t_ours[0] * 1e-3) / 1e12)
         peak_ours = self.peak_extra_mib(ours)
         self.add("fused_linear_logprob", "triton", "peak_extra_memory", "MiB", n, cfg, peak_ours)
 
@@ -397,23 +435,43 @@ class Bench:
             ratio = peak_ours / peak_base
             self.add("fused_linear_logprob", "triton", "memory_ratio_vs_torch", "ratio", n, cfg, ratio)
             if not self.smoke:  # no device memory counter on the CPU: ratio NaN, no verdict
-                self.target("fused_linear_logprob", "memory_ratio_vs_torch", n, cfg, ratio,
-                            ratio <= MEMORY_RATIO_TARGET, f"<= {MEMORY_RATIO_TARGET:g}")
-            self.add("fused_linear_logprob", "torch", "max_abs_err_vs_fp32_torch", "nat", n, cfg,
-                     self.max_err(baseline(), ref))
-            self.add("fused_linear_logprob", "triton", "speedup_vs_torch", "x", n, cfg,
-                     t_base[0] / t_ours[0])
+                self.target(
+                    "fused_linear_logprob",
+                    "memory_ratio_vs_torch",
+                    n,
+                    cfg,
+                    ratio,
+                    ratio <= MEMORY_RATIO_TARGET,
+                    f"<= {MEMORY_RATIO_TARGET:g}",
+                )
+            self.add(
+                "fused_linear_logprob",
+                "torch",
+                "max_abs_err_vs_fp32_torch",
+                "nat",
+                n,
+                cfg,
+                self.max_err(baseline(), ref),
+            )
+            self.add("fused_linear_logprob", "triton", "speedup_vs_torch", "x", n, cfg, t_base[0] / t_ours[0])
             base_txt = f"{t_base[0]:.2f} ms"
         if self.with_chunked:
             t_chunk = self.time_ms(chunked)
             self.add("fused_linear_logprob", "torch_chunked", "time", "ms", n, cfg, *t_chunk)
-            self.add("fused_linear_logprob", "torch_chunked", "peak_extra_memory", "MiB", n, cfg,
-                     self.peak_extra_mib(chunked))
-        print(f"fused N={n} V={v} d={d}: triton {t_ours[0]:.2f} ms "
-              f"({flop / (t_ours[0] * 1e-3) / 1e12:.0f} TFLOP/s), torch {base_txt}", flush=True)
-        del hidden, tgt, ref
-        self.free_bytes()
-        self.flush()
+            self.add(
+                "fused_linear_logprob",
+                "torch_chunked",
+                "peak_extra_memory",
+                "MiB",
+                n,
+                cfg,
+                self.peak_extra_mib(chunked),
+            )
+        print(
+            f"fused N={n} V={v} d={d}: triton {t_ours[0]:.2f} ms "
+            f"({flop / (t_ours[0] * 1e-3) / 1e12:.0f} TFLOP/s), torch {base_txt}",
+            flush=True,
+        )
 
     def sweep_fused(self) -> None:
         torch = self.torch
@@ -421,32 +479,59 @@ class Bench:
         weight = (torch.randn(v, d, device=self.dev) * (3.0 / d**0.5)).to(torch.bfloat16)
         hidden = torch.randn(n, d, device=self.dev, dtype=torch.bfloat16)
         tgt = self.targets(n, v)
-        for block_n, block_v, block_d, num_warps, num_stages in (SWEEP_B[:1] if self.smoke else SWEEP_B):
+        for block_n, block_v, block_d, num_warps, num_stages in SWEEP_B[:1] if self.smoke else SWEEP_B:
             for n_splits in (None, 1) if not self.smoke else (None,):
-                cfg = {"N": n, "V": v, "d": d, "dtype": "bfloat16", "BLOCK_N": block_n, "BLOCK_V": block_v,
-                       "BLOCK_D": block_d, "num_warps": num_warps, "num_stages": num_stages,
-                       "n_splits": n_splits or "auto"}
+                cfg = {
+                    "N": n,
+                    "V": v,
+                    "d": d,
+                    "dtype": "bfloat16",
+                    "BLOCK_N": block_n,
+                    "BLOCK_V": block_v,
+                    "BLOCK_D": block_d,
+                    "num_warps": num_warps,
+                    "num_stages": num_stages,
+                    "n_splits": n_splits or "auto",
+                }
                 try:
-                    t = self.time_ms(lambda: self.kb.fused_linear_logprob_forward(
-                        hidden, weight, tgt, block_n=block_n, block_v=block_v, block_d=block_d,
-                        n_splits=n_splits, num_warps=num_warps, num_stages=num_stages))
+                    t = self.time_ms(
+                        functools.partial(
+                            self.kb.fused_linear_logprob_forward,
+                            hidden,
+                            weight,
+                            tgt,
+                            block_n=block_n,
+                            block_v=block_v,
+                            block_d=block_d,
+                            n_splits=n_splits,
+                            num_warps=num_warps,
+                            num_stages=num_stages,
+                        )
+                    )
                 except Exception as exc:  # e.g. out of shared memory for a big tile: record and go on
-                    self.add("fused_linear_logprob", "triton_sweep", "time", "ms", n, cfg, f"error: {type(exc).__name__}")
+                    self.add(
+                        "fused_linear_logprob", "triton_sweep", "time", "ms", n, cfg, f"error: {type(exc).__name__}"
+                    )
                     print(f"sweep fused {cfg}: {type(exc).__name__}: {exc}", flush=True)
                     continue
                 tflops = 2 * n * v * d / (t[0] * 1e-3) / 1e12
                 self.add("fused_linear_logprob", "triton_sweep", "time", "ms", n, cfg, *t)
                 self.add("fused_linear_logprob", "triton_sweep", "throughput", "TFLOP/s", n, cfg, tflops)
-                print(f"sweep fused {block_n}x{block_v}x{block_d} w{num_warps} s{num_stages} "
-                      f"splits={n_splits or 'auto'}: {t[0]:.2f} ms, {tflops:.0f} TFLOP/s", flush=True)
-        del weight, hidden, tgt
+                print(
+                    f"sweep fused {block_n}x{block_v}x{block_d} w{num_warps} s{num_stages} "
+                    f"splits={n_splits or 'auto'}: {t[0]:.2f} ms, {tflops:.0f} TFLOP/s",
+                    flush=True,
+                )
 
     def run(self, out_dir: Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
         torch = self.torch
         torch.manual_seed(0)
-        print(f"device: {self.device_name}; git {self.common['git_sha']}; torch {torch.__version__}, "
-              f"triton {self.triton.__version__}", flush=True)
+        print(
+            f"device: {self.device_name}; git {self.common['git_sha']}; torch {torch.__version__}, "
+            f"triton {self.triton.__version__}",
+            flush=True,
+        )
         with torch.no_grad():
             copy_gbs = self.copy_bandwidth()
             print(f"copy bandwidth: {copy_gbs:.0f} GB/s", flush=True)

@@ -34,8 +34,8 @@ from _common import RESULTS_DIR, SHARED_DATA, append_results, machine_info  # no
 
 
 def items_for(kind: str, recs: list[dict]) -> list:
-    from instructfast.indicators.reward import oasst_text
-    from instructfast.indicators.unieval import unieval_inputs
+    from instructfast.prompts import oasst_text
+    from instructfast.prompts import unieval_input as unieval_inputs
 
     out = []
     for r in recs:
@@ -77,15 +77,21 @@ def main() -> None:
         ids, types = ort_model.encode(items_for(kind, recs), truncate=True)
         lengths = np.array([len(x) for x in ids])
         batches = length_buckets(lengths, ort_model.token_budget, ort_model.max_rows, ort_model.slack)
-        feeds = [padded_feed([ids[i] for i in b], None if types is None else [types[i] for i in b],
-                             pad_id=ort_model.pad_id, token_types="token_type_ids" in ort_model.input_names)
-                 for b in batches]
+        feeds = [
+            padded_feed(
+                [ids[i] for i in b],
+                None if types is None else [types[i] for i in b],
+                pad_id=ort_model.pad_id,
+                token_types="token_type_ids" in ort_model.input_names,
+            )
+            for b in batches
+        ]
         names = ort_model.input_names
 
-        def run_ort():
+        def run_ort(ort_model=ort_model, feeds=feeds):
             return [ort_model.session.run(ort_model.output_names[:1], f)[0] for f in feeds]
 
-        def run_torch():
+        def run_torch(module=module, names=names, feeds=feeds):
             with torch.inference_mode():
                 return [module(*(torch.from_numpy(f[n]) for n in names)).numpy() for f in feeds]
 
@@ -103,16 +109,59 @@ def main() -> None:
         med = {k: len(recs) / statistics.median(v) for k, v in times.items()}
         for k, v in times.items():
             rps = [len(recs) / t for t in v]
-            rows.append(dict(indicator=kind, provider=k, mode="cpu", metric="rows_per_s", unit="rows/s",
-                             x=len(recs), p50=med[k], p20=min(rps), p80=max(rps), config_json=cfg))
-        rows.append(dict(indicator=kind, provider="onnxruntime", mode="cpu", metric="max_abs_diff_vs_torch",
-                         unit="abs", x=len(recs), p50=diff, config_json=cfg))
-        rows.append(dict(indicator=kind, provider="both", mode="cpu", metric="load_avg_1min", unit="load",
-                         x=len(recs), p50=statistics.median(loads), config_json=cfg))
+            rows.append(
+                dict(
+                    indicator=kind,
+                    provider=k,
+                    mode="cpu",
+                    metric="rows_per_s",
+                    unit="rows/s",
+                    x=len(recs),
+                    p50=med[k],
+                    p20=min(rps),
+                    p80=max(rps),
+                    config_json=cfg,
+                )
+            )
+        rows.append(
+            dict(
+                indicator=kind,
+                provider="onnxruntime",
+                mode="cpu",
+                metric="max_abs_diff_vs_torch",
+                unit="abs",
+                x=len(recs),
+                p50=diff,
+                config_json=cfg,
+            )
+        )
+        rows.append(
+            dict(
+                indicator=kind,
+                provider="both",
+                mode="cpu",
+                metric="load_avg_1min",
+                unit="load",
+                x=len(recs),
+                p50=statistics.median(loads),
+                config_json=cfg,
+            )
+        )
         m = json.loads((folder / "manifest.json").read_text())
         n_params = sum(p.numel() for p in module.parameters())
-        table.append((kind, n_params, int(lengths.sum()), len(batches), med["onnxruntime"], med["torch-eager"],
-                      diff, statistics.median(loads), m.get("graph_fusions")))
+        table.append(
+            (
+                kind,
+                n_params,
+                int(lengths.sum()),
+                len(batches),
+                med["onnxruntime"],
+                med["torch-eager"],
+                diff,
+                statistics.median(loads),
+                m.get("graph_fusions"),
+            )
+        )
         print(table[-1], flush=True)
         del res
     a.out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +180,9 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for kind, n_params, toks, nb, o, t, d, ld, fus in table:
-        lines.append(f"| {kind} | {n_params:,} | {toks:,} | {nb} | {o:.0f} | {t:.0f} | {o / t:.2f}x | {d:.1g} | {ld:.2f} | {fus} |")
+        lines.append(
+            f"| {kind} | {n_params:,} | {toks:,} | {nb} | {o:.0f} | {t:.0f} | {o / t:.2f}x | {d:.1g} | {ld:.2f} | {fus} |"
+        )
     lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
     (a.out / "onnx_models.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

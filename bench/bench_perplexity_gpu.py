@@ -23,15 +23,16 @@ Providers, timed on the same rows (in this order: the loop is every ratio's refe
 
 =======================  =====================================================================
 ``hf_loop``              one row per forward, ``model(ids, labels=labels).loss`` with the prompt
-                         labels at -100 (what data-juicer does); losses stay on the device until
-                         the end (one sync), which only helps the loop
+                         labels at -100 (what data-juicer does; ``tests.references.hf_loop``);
+                         losses stay on the device until the end (one sync), which only helps the loop
 ``instructfast_engine``  ``LMScorer(LoadedLM(model, stub_tokenizer, ...), slack=0.5,
                          token_budget=65536).logprob_sums(rows)``: length buckets, model body on
                          the batch, fused LM head (Triton kernel) on the output positions only
 ``hf_sorted_padded``     rows sorted by length into batches of at most ``SORTED_TOKEN_BUDGET``
                          padded tokens (``instructfast.batching.length_buckets``, no slack
                          limit), right-padded with an attention mask, full logits,
-                         ``log_softmax(logits.float())`` gathered: the plain batched alternative
+                         ``log_softmax(logits.float())`` gathered (``tests.references.hf_sorted_batches``):
+                         the plain batched alternative
 ``hf_unsorted_batch8``   the same on batches of 8 rows in input order (ODA-DataScorer)
 =======================  =====================================================================
 
@@ -83,10 +84,24 @@ import _common  # noqa: E402  (standard library only)
 INDICATOR = "perplexity"
 SPEEDUP_TARGET = 10.0
 MiB = 2**20
-FULL = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-            num_key_value_heads=4, vocab_size=32000, max_position_embeddings=2048)
-TINY = dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=32000, max_position_embeddings=2048)
+FULL = dict(
+    hidden_size=2048,
+    intermediate_size=5632,
+    num_hidden_layers=22,
+    num_attention_heads=32,
+    num_key_value_heads=4,
+    vocab_size=32000,
+    max_position_embeddings=2048,
+)
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=172,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=32000,
+    max_position_embeddings=2048,
+)
 # Padded tokens per batch of hf_sorted_padded: its full bf16 logits, their fp32 copy and the fp32
 # log-softmax hold 10 bytes x 32,000 per token, 5 GiB at 16,384 tokens.
 SORTED_TOKEN_BUDGET = 16384
@@ -147,10 +162,18 @@ def make_rows(n: int, seed: int, vocab: int, window: int) -> tuple[list[tuple[li
         rows.append((ids[:c], ids[c:]))
     ctx = sum(len(r[0]) for r in rows)
     tgt = sum(len(r[1]) for r in rows)
-    desc = {"rows": n, "seed": seed, "lengths": "bench/data/alpaca_token_lengths.json", "prompt_tokens": ctx,
-            "output_tokens": tgt, "tokens": ctx + tgt, "mean_prompt_tokens": round(ctx / n, 1),
-            "mean_output_tokens": round(tgt / n, 1), "max_row_tokens": max(len(a) + len(b) for a, b in rows),
-            "truncated_rows": truncated}
+    desc = {
+        "rows": n,
+        "seed": seed,
+        "lengths": "bench/data/alpaca_token_lengths.json",
+        "prompt_tokens": ctx,
+        "output_tokens": tgt,
+        "tokens": ctx + tgt,
+        "mean_prompt_tokens": round(ctx / n, 1),
+        "mean_output_tokens": round(tgt / n, 1),
+        "max_row_tokens": max(len(a) + len(b) for a, b in rows),
+        "truncated_rows": truncated,
+    }
     return rows, desc
 
 
@@ -172,43 +195,6 @@ def build_model(shape: dict, device: str, dtype):
 
 
 # ----------------------------------------------------------------------------- providers
-
-
-def hf_loop(model, rows, device):
-    import torch
-
-    losses = []
-    for ctx, tgt in rows:
-        ids = torch.tensor([ctx + tgt], device=device)
-        labels = torch.tensor([[-100] * len(ctx) + tgt], device=device)
-        losses.append(model(input_ids=ids, labels=labels).loss)
-    return torch.stack(losses).float().exp().tolist()
-
-
-def hf_padded(model, rows, device, batches):
-    """Perplexity per row from right-padded batches (lists of row positions), full logits, in input order."""
-    import torch
-
-    out = torch.empty(len(rows), dtype=torch.float32, device=device)
-    for batch in batches:
-        width = max(len(rows[i][0]) + len(rows[i][1]) for i in batch)
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        for j, i in enumerate(batch):
-            c, t = rows[i]
-            ids[j, : len(c) + len(t)] = torch.tensor(c + t)
-            mask[j, : len(c) + len(t)] = 1
-            labels[j, len(c) : len(c) + len(t)] = torch.tensor(t)
-        ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        shifted = labels[:, 1:]
-        scored = shifted != -100
-        tok_lp = logp.gather(-1, shifted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        out[torch.as_tensor(batch, device=device)] = (-(tok_lp * scored).sum(1) / scored.sum(1)).exp()
-        del logits, logp
-    return out.tolist()
 
 
 def unsorted_batches(n: int, size: int = 8) -> list[list[int]]:
@@ -309,16 +295,28 @@ def _q(values, q):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--out", type=Path, default=None, help="folder for perplexity_gpu.csv (default bench/results; "
-                    "a temporary folder with --dry-run)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for perplexity_gpu.csv (default bench/results; a temporary folder with --dry-run)",
+    )
     ap.add_argument("--rows", type=int, default=None, help="rows scored by every provider (default 2000; 20 dry)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per provider, within --max-pass-s (default 3)")
-    ap.add_argument("--max-pass-s", type=float, default=60.0,
-                    help="no further timed pass of a provider once its passes took this long (default 60)")
+    ap.add_argument(
+        "--max-pass-s",
+        type=float,
+        default=60.0,
+        help="no further timed pass of a provider once its passes took this long (default 60)",
+    )
     ap.add_argument("--skip-batch8", action="store_true", help="do not time hf_unsorted_batch8")
-    ap.add_argument("--budget-s", type=float, default=None,
-                    help="start no further provider after this many seconds (those timed are kept)")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="start no further provider after this many seconds (those timed are kept)",
+    )
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny config (hidden 64, 2 layers), 20 rows")
     ap.add_argument("--write-lengths", action="store_true", help=f"regenerate {LENGTHS.relative_to(REPO)} and exit")
     args = ap.parse_args(argv)
@@ -328,22 +326,26 @@ def main(argv=None) -> int:
         return 0
     missing = [m for m in ("torch", "numpy", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
-        print(f"bench_perplexity_gpu.py needs {', '.join(missing)}, which this Python ({sys.executable}) "
-              f"does not have: pip install {' '.join(missing)} (the Llama model is built with transformers)",
-              file=sys.stderr)
+        print(
+            f"bench_perplexity_gpu.py needs {', '.join(missing)}, which this Python ({sys.executable}) "
+            f"does not have: pip install {' '.join(missing)} (the Llama model is built with transformers)",
+            file=sys.stderr,
+        )
         return 3
     started = time.monotonic()
+    import _engine
     import torch
 
-    import _engine
+    from tests.references import hf_loop, hf_sorted_batches
 
     device = "cpu" if args.dry_run else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU machine, or pass --dry-run for the CPU plumbing check", file=sys.stderr)
         return 2
     rows_n = args.rows or (20 if args.dry_run else 2000)
-    out_dir = args.out or (Path(tempfile.mkdtemp(prefix="bench_perplexity_gpu_dry_")) if args.dry_run
-                           else _common.RESULTS_DIR)
+    out_dir = args.out or (
+        Path(tempfile.mkdtemp(prefix="bench_perplexity_gpu_dry_")) if args.dry_run else _common.RESULTS_DIR
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "perplexity_gpu.csv"
     shape = TINY if args.dry_run else FULL
@@ -353,15 +355,21 @@ def main(argv=None) -> int:
     gpu = torch.cuda.get_device_name() if device == "cuda" else f"CPU dry run: {_common.cpu_model()}"
     matmul, matmul_cfg = matmul_tflops(device)
     spec_peak = bf16_peak_tflops(gpu) if device == "cuda" else None
-    print(f"{gpu}: measured {matmul_cfg['n']}^3 {matmul_cfg['dtype']} matmul {matmul:.1f} TFLOP/s; data-sheet bf16 "
-          f"peak {spec_peak or 'unknown'} TFLOP/s", flush=True)
+    print(
+        f"{gpu}: measured {matmul_cfg['n']}^3 {matmul_cfg['dtype']} matmul {matmul:.1f} TFLOP/s; data-sheet bf16 "
+        f"peak {spec_peak or 'unknown'} TFLOP/s",
+        flush=True,
+    )
     t0 = time.perf_counter()
     model = build_model(shape, device, dtype)
     n_params = sum(p.numel() for p in model.parameters())
     flops = model_flops(model, rows)
-    print(f"model {n_params / 1e9:.3f}B parameters, bf16, sdpa (built in {time.perf_counter() - t0:.1f} s); "
-          f"{workload['rows']} rows, {workload['tokens']:,} tokens (mean {workload['mean_prompt_tokens']} prompt + "
-          f"{workload['mean_output_tokens']} output), {flops / 1e12:.1f} model TFLOP", flush=True)
+    print(
+        f"model {n_params / 1e9:.3f}B parameters, bf16, sdpa (built in {time.perf_counter() - t0:.1f} s); "
+        f"{workload['rows']} rows, {workload['tokens']:,} tokens (mean {workload['mean_prompt_tokens']} prompt + "
+        f"{workload['mean_output_tokens']} output), {flops / 1e12:.1f} model TFLOP",
+        flush=True,
+    )
 
     tok_stub = types.SimpleNamespace(pad_token_id=0, bos_token_id=None)
     lm = _engine.LoadedLM(model, tok_stub, None, "random-init")
@@ -378,29 +386,61 @@ def main(argv=None) -> int:
     # warming the engine on every row compiles all of them before timing (one extra pass).
     warm_engine = encoded
     providers = {
-        "hf_loop": (lambda sub: hf_loop(model, sub, device), warm_small, rows, 1),
+        "hf_loop": (lambda sub: hf_loop(model, sub), warm_small, rows, 1),
         "instructfast_engine": (engine, warm_engine, encoded, args.repeats),
-        "hf_sorted_padded": (lambda sub: hf_padded(model, sub, device, sorted_batches(sub)), warm_small, rows,
-                             args.repeats),
+        "hf_sorted_padded": (
+            lambda sub: hf_sorted_batches(model, sub, sorted_batches(sub), 0),
+            warm_small,
+            rows,
+            args.repeats,
+        ),
     }
     if not args.skip_batch8:
-        providers["hf_unsorted_batch8"] = (lambda sub: hf_padded(model, sub, device, unsorted_batches(len(sub))),
-                                           warm_small, rows, args.repeats)
+        providers["hf_unsorted_batch8"] = (
+            lambda sub: hf_sorted_batches(model, sub, unsorted_batches(len(sub)), 0),
+            warm_small,
+            rows,
+            args.repeats,
+        )
 
     n, tokens = workload["rows"], workload["tokens"]
-    config = {"model": "llama-random-init", "shape": shape, "params": n_params, "dtype": "bfloat16",
-              "attention": "sdpa", **{k: workload[k] for k in ("rows", "seed", "lengths", "tokens")},
-              "engine": {"slack": 0.5, "token_budget": 65536, "head": head_impl}, "dry_run": args.dry_run,
-              "sorted_token_budget": SORTED_TOKEN_BUDGET, "model_flops": flops, "torch": torch.__version__}
+    config = {
+        "model": "llama-random-init",
+        "shape": shape,
+        "params": n_params,
+        "dtype": "bfloat16",
+        "attention": "sdpa",
+        **{k: workload[k] for k in ("rows", "seed", "lengths", "tokens")},
+        "engine": {"slack": 0.5, "token_budget": 65536, "head": head_impl},
+        "dry_run": args.dry_run,
+        "sorted_token_budget": SORTED_TOKEN_BUDGET,
+        "model_flops": flops,
+        "torch": torch.__version__,
+    }
     mode = "cuda_bf16" if device == "cuda" else "cpu_dry_run"
     base = {"indicator": INDICATOR, "mode": mode, "x": n, "config_json": config, "cpu": gpu}
     peak_cfg = {**config, "matmul": matmul_cfg, "bf16_peak_tflops": spec_peak}
-    _common.append_results(path, [
-        {**base, "provider": "device", "metric": "matmul_tflops", "unit": "TFLOP/s", "p50": matmul,
-         "config_json": peak_cfg},
-        {**base, "provider": "device", "metric": "bf16_peak_tflops", "unit": "TFLOP/s", "p50": spec_peak,
-         "config_json": peak_cfg},
-    ])
+    _common.append_results(
+        path,
+        [
+            {
+                **base,
+                "provider": "device",
+                "metric": "matmul_tflops",
+                "unit": "TFLOP/s",
+                "p50": matmul,
+                "config_json": peak_cfg,
+            },
+            {
+                **base,
+                "provider": "device",
+                "metric": "bf16_peak_tflops",
+                "unit": "TFLOP/s",
+                "p50": spec_peak,
+                "config_json": peak_cfg,
+            },
+        ],
+    )
     res, table = {}, []
     for name, (fn, warm, data, repeats) in providers.items():
         if args.budget_s is not None and res and time.monotonic() - started > args.budget_s:
@@ -422,29 +462,49 @@ def main(argv=None) -> int:
         }
         if name != "hf_loop":
             metrics["speedup_vs_hf_loop"] = ("x", _q(res["hf_loop"]["samples"], 0.5) / median, None, None)
-        csv_rows = [{**base, "provider": name, "metric": metric, "unit": unit, "p50": p50, "p20": p20, "p80": p80}
-                    for metric, (unit, p50, p20, p80) in metrics.items()]
+        csv_rows = [
+            {**base, "provider": name, "metric": metric, "unit": unit, "p50": p50, "p20": p20, "p80": p80}
+            for metric, (unit, p50, p20, p80) in metrics.items()
+        ]
         if name == "instructfast_engine":
             speedup = metrics["speedup_vs_hf_loop"][1]
-            csv_rows.append({**base, "provider": name, "metric": "target:speedup_vs_hf_loop", "unit": "pass",
-                             "p50": 1.0 if speedup >= SPEEDUP_TARGET else 0.0,
-                             "config_json": {**config, "value": speedup, "target": f">= {SPEEDUP_TARGET:g}"}})
+            csv_rows.append(
+                {
+                    **base,
+                    "provider": name,
+                    "metric": "target:speedup_vs_hf_loop",
+                    "unit": "pass",
+                    "p50": 1.0 if speedup >= SPEEDUP_TARGET else 0.0,
+                    "config_json": {**config, "value": speedup, "target": f">= {SPEEDUP_TARGET:g}"},
+                }
+            )
         if name == "hf_sorted_padded" and "instructfast_engine" in res:  # the plain batched alternative: reported
-            csv_rows.append({**base, "provider": "instructfast_engine", "metric": "speedup_vs_sorted_padded",
-                             "unit": "x", "p50": median / _q(res["instructfast_engine"]["samples"], 0.5)})
+            csv_rows.append(
+                {
+                    **base,
+                    "provider": "instructfast_engine",
+                    "metric": "speedup_vs_sorted_padded",
+                    "unit": "x",
+                    "p50": median / _q(res["instructfast_engine"]["samples"], 0.5),
+                }
+            )
         _common.append_results(path, csv_rows)  # after each provider: a stopped run keeps what it measured
         table.append((name, metrics))
 
     print()
-    print("| provider | rows/s | tokens/s | time (s) | model TFLOP/s | MFU | peak GPU MiB | working MiB "
-          "| max rel diff vs hf_loop | speedup vs hf_loop |")
+    print(
+        "| provider | rows/s | tokens/s | time (s) | model TFLOP/s | MFU | peak GPU MiB | working MiB "
+        "| max rel diff vs hf_loop | speedup vs hf_loop |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, m in table:
         sp = m.get("speedup_vs_hf_loop", ("x", 1.0))[1]
         mfu = m["mfu"][1]
-        print(f"| {name} | {m['rows_per_s'][1]:,.1f} | {m['tokens_per_s'][1]:,.0f} | {m['time'][1]:.3f} "
-              f"| {m['model_tflops'][1]:.1f} | {'n/a' if mfu is None else f'{mfu:.1%}'} | {m['peak_gpu_mb'][1]:,.0f} "
-              f"| {m['working_gpu_mb'][1]:,.0f} | {m['max_rel_diff'][1]:.2e} | {sp:.2f} |")
+        print(
+            f"| {name} | {m['rows_per_s'][1]:,.1f} | {m['tokens_per_s'][1]:,.0f} | {m['time'][1]:.3f} "
+            f"| {m['model_tflops'][1]:.1f} | {'n/a' if mfu is None else f'{mfu:.1%}'} | {m['peak_gpu_mb'][1]:,.0f} "
+            f"| {m['working_gpu_mb'][1]:,.0f} | {m['max_rel_diff'][1]:.2e} | {sp:.2f} |"
+        )
     note = " (dry run on CPU: numbers mean nothing)" if args.dry_run else ""
     if "instructfast_engine" in res:
         speedup = dict(table)["instructfast_engine"]["speedup_vs_hf_loop"][1]

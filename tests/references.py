@@ -1,30 +1,208 @@
-"""Independent references (ground truth) shared by the tests and the GPU check in ``bench/gpu/``.
+"""Independent oracles: what the tests hold instructfast equal to, and what the benchmarks time as peers.
 
-Defined once here, as Liger-Kernel's benchmarks import their baselines from its tests, so a
-tolerance or an oracle cannot drift between what ``make test`` checks on CPU and what
-``bench/gpu/run.sh`` checks on a GPU:
+Each is written the plain way on purpose (full broadcasts, float64, one row at a time) and shares
+no code with the package, so a bug in instructfast cannot hide in its own reference. Benchmarks
+import from here rather than keeping copies (as Liger-Kernel's benchmarks import its test
+baselines).
 
+* :func:`lexicalrichness_stats`, :func:`lexicalrichness_pass`: lexicalrichness 0.5.1, the MTLD the paper's code used;
+* :func:`brute_knn_sorted`, :func:`brute_knn_rows`: exact float64 distances by numpy;
+* :func:`naive_kcenter`: textbook farthest-first traversal in float64;
+* :func:`hf_row_perplexity`, :func:`hf_loop`, :func:`hf_sorted_batches`: Hugging Face forwards,
+  one row at a time (what data-juicer does) and in right-padded batches with full logits;
 * :func:`reference_token_logprobs`, :func:`reference_fused_linear_logprobs`: float64 torch
-  ``log_softmax`` + gather, the ground truth of the log-probability kernels (a) and (b);
-* :data:`TOLERANCES` and :func:`compare`: the per-dtype ``(atol, rtol)`` of each kernel and the
-  one definition of "close" (NaN equals NaN, equal infinities are equal);
-* :func:`knn_numpy` and :func:`same_neighbours`: numpy brute-force k nearest neighbours and the
-  tie-aware comparison of two neighbour lists.
-
-Nothing here imports instructfast: a reference must not share code with what it checks.
+  ``log_softmax`` + gather, the ground truth of the log-probability kernels (a) and (b), with
+  :data:`TOLERANCES` (per kernel and dtype) and :func:`compare` (the one definition of "close"),
+  shared by ``tests/kernels/`` (interpreted, CPU) and ``bench/gpu/parity.py`` (compiled, CUDA);
+* :func:`knn_numpy`, :func:`same_neighbours`: numpy brute-force neighbour ids (float32 candidates,
+  float64 re-ranking) and the tie-aware comparison of two neighbour lists (``bench/bench_knn_gpu.py``).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
-import torch
 
-# ----------------------------------------------------------------------------- log-probabilities
+# ---------------------------------------------------------------------------------------- MTLD
 
 
-def reference_token_logprobs(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+def lexicalrichness_stats(text: str, threshold: float = 0.72) -> SimpleNamespace:
+    """What lexicalrichness says of one text; ``ttr``/``mtld`` None where it raises (no tokens)."""
+    from lexicalrichness import LexicalRichness
+
+    lr = LexicalRichness(text)
+    empty = lr.words == 0
+    return SimpleNamespace(
+        tokens=lr.wordlist,
+        words=lr.words,
+        terms=lr.terms,
+        ttr=None if empty else lr.ttr,
+        mtld=None if empty else lr.mtld(threshold),
+    )
+
+
+def lexicalrichness_pass(texts: Sequence[str], threshold: float = 0.72) -> int:
+    """What a lexicalrichness user runs per text (words, terms, MTLD); returns the word total."""
+    from lexicalrichness import LexicalRichness
+
+    words = 0
+    for t in texts:
+        lr = LexicalRichness(t)
+        w = lr.words
+        _ = lr.terms  # its users read terms too: part of the peer's per-text cost
+        if w:  # mtld() raises ZeroDivisionError on a text without words
+            lr.mtld(threshold=threshold)
+        words += w
+    return words
+
+
+# ----------------------------------------------------------------------------------------- kNN
+
+
+def brute_knn_sorted(x: np.ndarray, q: np.ndarray | None = None, exclude_self: bool = True) -> np.ndarray:
+    """Sorted exact distances ``[m, n]`` of queries ``q`` (default ``x``) to every row of ``x``.
+
+    Computed from explicit differences in float64; with ``exclude_self`` the diagonal (a row and
+    itself, by position) is +inf.
+    """
+    p = x.astype(np.float64)
+    qq = p if q is None else q.astype(np.float64)
+    d = np.empty((qq.shape[0], p.shape[0]))
+    for s in range(0, qq.shape[0], 64):  # blocks keep the [m, n, dim] differences small
+        d[s : s + 64] = np.sqrt(((qq[s : s + 64, None, :] - p[None, :, :]) ** 2).sum(-1))
+    if exclude_self:
+        np.fill_diagonal(d, np.inf)
+    return np.sort(d, axis=1)
+
+
+def brute_knn_rows(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` smallest distances ``[len(rows), k]`` of sampled rows to every other row (self by position).
+
+    float64 by the expanded square (``|a|^2 + |b|^2 - 2 a.b``) so it scales to pools of 10^5-10^6
+    rows; benchmarks check sampled rows with it.
+    """
+    p = x.astype(np.float64)
+    sq = (p * p).sum(1)
+    out = np.empty((rows.size, k))
+    for s in range(0, rows.size, 100):
+        r = rows[s : s + 100]
+        d2 = sq[r, None] + sq[None, :] - 2 * p[r] @ p.T
+        d2[np.arange(r.size), r] = np.inf
+        out[s : s + 100] = np.sqrt(np.maximum(np.sort(np.partition(d2, k, axis=1)[:, :k], axis=1), 0))
+    return out
+
+
+# ------------------------------------------------------------------------------------ k-center
+
+
+def naive_kcenter(x: np.ndarray, k: int, first: int | None, seeds: Sequence[int] = ()) -> np.ndarray:
+    """Textbook farthest-first traversal (KCenterGreedy) in float64, one pick at a time.
+
+    Starts from the ``seeds`` already chosen (or from row ``first`` when there are none) and
+    repeatedly adds the row farthest from the chosen set; ties go to the lowest row. Returns the
+    ``k`` new picks in order.
+    """
+    x = x.astype(np.float64)
+    chosen = [int(s) for s in seeds]
+    mind = np.full(x.shape[0], np.inf)
+    for c in chosen:
+        mind = np.minimum(mind, np.sqrt(((x - x[c]) ** 2).sum(axis=1)))
+    picks: list[int] = []
+    for i in range(k):
+        if i == 0 and not chosen:
+            c = int(first if first is not None else 0)
+        else:
+            d = mind.copy()
+            d[chosen] = -1.0
+            c = int(np.argmax(d))
+        chosen.append(c)
+        picks.append(c)
+        mind = np.minimum(mind, np.sqrt(((x - x[c]) ** 2).sum(axis=1)))
+    return np.asarray(picks, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------- perplexity
+
+
+def hf_row_perplexity(model: Any, tok: Any, context: str, output: str, *, bos: list[int]) -> tuple[float, int]:
+    """(perplexity, scored tokens) of one record, the plain Hugging Face way.
+
+    Context and output are tokenised separately and their ids concatenated (so the scored tokens
+    are exactly the output's); the loss is ``model(ids, labels=...)`` with the context labelled -100.
+    """
+    import torch
+
+    ctx = bos + tok(context, add_special_tokens=False)["input_ids"]
+    out = tok(output, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([ctx + out])
+    labels = torch.tensor([[-100] * len(ctx) + out])
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=labels).loss
+    return math.exp(loss.item()), len(out)
+
+
+def hf_loop(model: Any, rows: Sequence[tuple[list[int], list[int]]]) -> list[float]:
+    """Perplexity of each (context ids, target ids) row, one forward per row (what data-juicer does)."""
+    import torch
+
+    device = next(model.parameters()).device
+    losses = []
+    with torch.no_grad():
+        for ctx, tgt in rows:
+            ids = torch.tensor([ctx + tgt], device=device)
+            labels = torch.tensor([[-100] * len(ctx) + tgt], device=device)
+            # kept on the device: a GPU runs the next row while Python prepares it (one sync at the end)
+            losses.append(model(input_ids=ids, labels=labels).loss)
+    return [math.exp(x) for x in torch.stack(losses).float().tolist()] if losses else []
+
+
+def hf_sorted_batches(
+    model: Any, rows: Sequence[tuple[list[int], list[int]]], batches: Sequence[Sequence[int]], pad_id: int
+) -> list[float]:
+    """Perplexity per row from right-padded batches with full logits and ``log_softmax(float)`` gathered.
+
+    ``batches`` lists the row positions of each batch (length-sorted ones make the "sorted padded
+    batches" baseline; input-order ones the unsorted one peers use).
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    out = [math.nan] * len(rows)
+    with torch.no_grad():
+        for batch in batches:
+            seqs = [rows[i][0] + rows[i][1] for i in batch]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            labels = torch.full((len(batch), width), -100, dtype=torch.long)
+            for j, i in enumerate(batch):
+                ctx, tgt = rows[i]
+                n = len(ctx) + len(tgt)
+                ids[j, :n] = torch.tensor(seqs[j])
+                mask[j, :n] = 1
+                labels[j, len(ctx) : n] = torch.tensor(tgt)
+            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+            logits = model(input_ids=ids, attention_mask=mask).logits  # [B, L, V]: what these tools hold
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            shifted = labels[:, 1:]
+            scored = shifted != -100
+            tok_lp = logp.gather(-1, shifted.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            nll = -(tok_lp * scored).sum(1) / scored.sum(1)
+            for j, i in enumerate(batch):
+                out[i] = math.exp(nll[j].item())
+            del logits, logp
+    return out
+
+
+# ---------------------------------------------------------------------------- log-probabilities
+
+
+def reference_token_logprobs(logits: Any, targets: Any, ignore_index: int = -100) -> Any:
     """Ground truth of kernel (a): ``torch.log_softmax`` in float64 + gather, with instructfast's conventions.
 
     Computing in float64 from the very values the implementations read (already rounded to
@@ -45,18 +223,16 @@ def reference_token_logprobs(logits: torch.Tensor, targets: torch.Tensor, ignore
     torch.Tensor
         float64 ``[N]`` on the device of ``logits``.
     """
+    import torch
+
     n_vocab = logits.shape[1]
     logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
     return _gather(logp, targets, n_vocab, ignore_index)
 
 
 def reference_fused_linear_logprobs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    ignore_index: int = -100,
-) -> torch.Tensor:
+    hidden: Any, weight: Any, targets: Any, bias: Any | None = None, ignore_index: int = -100
+) -> Any:
     """Ground truth of kernel (b): ``(hidden @ weight.T + bias).log_softmax(-1)`` in float64 + gather.
 
     This is the unfused computation a transformers LM head + ``log_softmax`` performs (Liger's
@@ -69,6 +245,8 @@ def reference_fused_linear_logprobs(
     torch.Tensor
         float64 ``[N]`` on the device of ``hidden``.
     """
+    import torch
+
     z = hidden.to(torch.float64) @ weight.to(torch.float64).T
     if bias is not None:
         z = z + bias.to(torch.float64)
@@ -78,7 +256,9 @@ def reference_fused_linear_logprobs(
     return _gather(logp, targets, n_vocab, ignore_index)
 
 
-def _gather(logp: torch.Tensor, targets: torch.Tensor, n_vocab: int, ignore_index: int) -> torch.Tensor:
+def _gather(logp: Any, targets: Any, n_vocab: int, ignore_index: int) -> Any:
+    import torch
+
     valid = (targets >= 0) & (targets < n_vocab)
     out = logp.gather(1, targets.clamp(0, n_vocab - 1)[:, None]).squeeze(1)
     out = torch.where(valid, out, torch.full_like(out, float("nan")))
@@ -94,11 +274,17 @@ def _gather(logp: torch.Tensor, targets: torch.Tensor, n_vocab: int, ignore_inde
 #   error grow closer to linearly in d / 16: ~5e-5 at d = 4096 and logits of std 3) plus the
 #   log-sum-exp, ~1e-5 at logits of std 30. fp32 inputs round their products too (the kernel uses
 #   IEEE fp32 products for fp32, never TF32): the same budget holds.
-TOLERANCES: dict[str, dict[torch.dtype, tuple[float, float]]] = {
-    "logprob": {torch.float32: (1e-4, 1e-5), torch.float16: (1e-4, 1e-5), torch.bfloat16: (1e-4, 1e-5)},
-    "fused_linear_logprob": {torch.float32: (2e-4, 1e-5), torch.float16: (2e-4, 1e-5), torch.bfloat16: (2e-4, 1e-5)},
+TOLERANCES: dict[str, dict[str, tuple[float, float]]] = {
+    "logprob": {"fp32": (1e-4, 1e-5), "fp16": (1e-4, 1e-5), "bf16": (1e-4, 1e-5)},
+    "fused_linear_logprob": {"fp32": (2e-4, 1e-5), "fp16": (2e-4, 1e-5), "bf16": (2e-4, 1e-5)},
 }
-DTYPE_IDS = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype of a :data:`TOLERANCES` key (``"fp32"``, ``"fp16"``, ``"bf16"``)."""
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
 @dataclass(frozen=True)
@@ -113,12 +299,14 @@ class Comparison:
     worst: list[int]  # indices of the worst mismatches (up to 5), worst first
 
 
-def compare(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float) -> Comparison:
+def compare(actual: Any, expected: Any, *, atol: float, rtol: float) -> Comparison:
     """``|actual - expected| <= atol + rtol * |expected|`` elementwise, in float64 on the CPU.
 
     NaN matches NaN and an infinity matches the same infinity (the kernels' conventions for
     out-of-range targets and forbidden tokens); anything else non-finite is a mismatch.
     """
+    import torch
+
     a = actual.detach().to(device="cpu", dtype=torch.float64).flatten()
     e = expected.detach().to(device="cpu", dtype=torch.float64).flatten()
     if a.shape != e.shape:
@@ -138,7 +326,7 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: 
     return Comparison(not bool(bad.any()), int(bad.sum()), a.numel(), max_abs, max_rel, worst)
 
 
-# ----------------------------------------------------------------------------- k nearest neighbours
+# ---------------------------------------------------------------------------- kNN neighbour ids
 
 
 def knn_numpy(
@@ -183,7 +371,9 @@ def knn_numpy(
     return ids, dist
 
 
-def same_neighbours(ids_a: np.ndarray, d_a: np.ndarray, ids_b: np.ndarray, d_b: np.ndarray, *, tol: float = 1e-6) -> np.ndarray:
+def same_neighbours(
+    ids_a: np.ndarray, d_a: np.ndarray, ids_b: np.ndarray, d_b: np.ndarray, *, tol: float = 1e-6
+) -> np.ndarray:
     """Per row: do the two k-neighbour lists agree, up to ties at equal distance?
 
     A row agrees when its id sets are equal, or when they differ only by members lying at the
@@ -199,3 +389,23 @@ def same_neighbours(ids_a: np.ndarray, d_a: np.ndarray, ids_b: np.ndarray, d_b: 
         only_b = ~np.isin(ids_b[i], ids_a[i])
         out[i] = bool((np.abs(d_a[i][only_a] - kth) <= tol).all() and (np.abs(d_b[i][only_b] - kth) <= tol).all())
     return out
+
+
+__all__ = [
+    "TOLERANCES",
+    "Comparison",
+    "brute_knn_rows",
+    "brute_knn_sorted",
+    "hf_loop",
+    "hf_row_perplexity",
+    "hf_sorted_batches",
+    "knn_numpy",
+    "lexicalrichness_pass",
+    "lexicalrichness_stats",
+    "naive_kcenter",
+    "compare",
+    "reference_fused_linear_logprobs",
+    "reference_token_logprobs",
+    "same_neighbours",
+    "torch_dtype",
+]

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import pyarrow as pa
 import pytest
 from lexicalrichness import LexicalRichness
 
@@ -40,7 +39,9 @@ def test_cli_formats_roundtrip(tmp_path, small, fin, fout, capsys):
     assert got.num_rows == small.num_rows
     assert got.column("output").to_pylist() == small.column("output").to_pylist()
     ref = [lr_mtld(t) for t in small.column("output").to_pylist()]
-    assert got.column("mtld").to_pylist() == pytest.approx(ref) if fout == "csv" else got.column("mtld").to_pylist() == ref
+    assert (
+        got.column("mtld").to_pylist() == pytest.approx(ref) if fout == "csv" else got.column("mtld").to_pylist() == ref
+    )
     out = capsys.readouterr().out
     assert "scored 40 rows" in out and "mtld" in out and "p50" in out
     assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*tmp"))
@@ -65,7 +66,10 @@ def test_parquet_output_carries_report(tmp_path, small):
     "content,match",
     [
         ('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": \n', r"bad\.jsonl:2: invalid JSON"),
-        ('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": 5}\n', r"bad\.jsonl:2: field `output` must be a string"),
+        (
+            '{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": 5}\n',
+            r"bad\.jsonl:2: field `output` must be a string",
+        ),
         ('{"instruction": "a", "output": "b"}\n[1, 2]\n', r"bad\.jsonl:2: expected a JSON object"),
     ],
 )
@@ -96,7 +100,20 @@ def test_missing_column_and_non_string_column_from_files(tmp_path, capsys):
     assert "missing required columns `instruction` and `output`" in err and "question" in err
     p2 = tmp_path / "y.csv"
     p2.write_text("q,a\nhello,1\n")
-    assert main(["score", str(p2), "-o", str(tmp_path / "o.parquet"), "--columns", "instruction=q,output=a", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(p2),
+                "-o",
+                str(tmp_path / "o.parquet"),
+                "--columns",
+                "instruction=q,output=a",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
 
 
 def test_json_array_type_conflict_names_record(tmp_path):
@@ -158,7 +175,18 @@ def test_module_entry_point_runs(tmp_path, small):
     src = tmp_path / "in.jsonl"
     instructfast.write_table(small, src)
     r = subprocess.run(
-        [sys.executable, "-m", "instructfast", "score", str(src), "-o", str(tmp_path / "o.arrow"), "-i", "textstats", "--progress"],
+        [
+            sys.executable,
+            "-m",
+            "instructfast",
+            "score",
+            str(src),
+            "-o",
+            str(tmp_path / "o.arrow"),
+            "-i",
+            "textstats",
+            "--progress",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
@@ -179,6 +207,7 @@ def test_models_command_lists_slots_and_how_to_get_them(capsys, monkeypatch):
 def test_option_parsing():
     from instructfast.cli import _parse_options
 
-    assert _parse_options(["a=1", "b=x", "c=0.5", "d=k=v"]) == {"a": 1, "b": "x", "c": 0.5, "d": "k=v"}
+    # values stay strings: each option parses its own by its declared type (instructfast.options)
+    assert _parse_options(["a=1", "b=x", "c=0.5", "d=k=v"]) == {"a": "1", "b": "x", "c": "0.5", "d": "k=v"}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         _parse_options(["nokey"])

@@ -60,8 +60,9 @@ def dry_run(tmp_path_factory):
     before = _snapshot(RESULTS)
     # Settings go to the child only; the interpreter flag must precede its first triton import.
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(out), "TRITON_INTERPRET": "1"}
-    proc = subprocess.run(["bash", "bench/gpu/run.sh", "--dry-run"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", "bench/gpu/run.sh", "--dry-run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     rows = list(csv.DictReader(open(out / "gpu_results.csv", newline="", encoding="utf-8")))
     summary = (out / "gpu_summary.md").read_text(encoding="utf-8")
     return proc, out, rows, summary, before
@@ -72,16 +73,26 @@ def test_exits_zero_with_every_step_ok(dry_run):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["gpu_results.csv", "gpu_run.log", "gpu_summary.md"]
     table = summary.split("## Parts", 1)[1].split("## Targets", 1)[0]
-    status = {cells[1]: cells[2] for line in table.splitlines() if (cells := [c.strip() for c in line.split("|")])[1:2]
-              and cells[1] in STEPS}
+    status = {
+        cells[1]: cells[2]
+        for line in table.splitlines()
+        if (cells := [c.strip() for c in line.split("|")])[1:2] and cells[1] in STEPS
+    }
     assert status == dict.fromkeys(STEPS, "ok")
     assert "Dry run on CPU" in summary and "build step: skipped" in summary
 
 
 def test_every_part_wrote_finite_figures(dry_run):
     _, _, rows, _, _ = dry_run
-    assert {r["indicator"] for r in rows} == {"logprob", "fused_linear_logprob", "copy", "perplexity", "embedder", "knn",
-                                              "parity"}
+    assert {r["indicator"] for r in rows} == {
+        "logprob",
+        "fused_linear_logprob",
+        "copy",
+        "perplexity",
+        "embedder",
+        "knn",
+        "parity",
+    }
     assert {r["mode"] for r in rows if r["indicator"] == "logprob"} == {"parity", "forward"}
     values: dict[tuple, list[float]] = {}
     for r in rows:

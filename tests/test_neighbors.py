@@ -6,20 +6,9 @@ import numpy as np
 import pytest
 
 from instructfast.neighbors import NeighborIndex, as_unit_vectors, knn_distances
+from tests.references import brute_knn_sorted
 
 BACKENDS = ["faiss", "torch"]
-
-
-def brute_sorted(x: np.ndarray, q: np.ndarray | None = None, exclude_self: bool = True) -> np.ndarray:
-    """Sorted exact distances [m, n] (self at +inf), by explicit differences in float64."""
-    p = x.astype(np.float64)
-    qq = p if q is None else q.astype(np.float64)
-    d = np.empty((qq.shape[0], p.shape[0]))
-    for s in range(0, qq.shape[0], 64):  # blocks keep the [m, n, dim] differences small
-        d[s : s + 64] = np.sqrt(((qq[s : s + 64, None, :] - p[None, :, :]) ** 2).sum(-1))
-    if exclude_self:
-        np.fill_diagonal(d, np.inf)
-    return np.sort(d, axis=1)
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -31,18 +20,13 @@ def clustered(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return as_unit_vectors(x)
 
 
-@pytest.fixture()
-def rng():
-    return np.random.default_rng()  # fresh inputs each run
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_exact_matches_numpy_brute_force(rng, backend):
     x = clustered(rng, 400, 24)
     ks = [1, 2, 6, 50, 399, 400]
     got, report = knn_distances(x, ks, backend=backend, block_rows=97)
     assert report.exact
-    ref = brute_sorted(x)
+    ref = brute_knn_sorted(x)
     for k in ks:
         if k <= 399:
             np.testing.assert_allclose(got[k], ref[:, k - 1], rtol=0, atol=1e-12)
@@ -58,7 +42,7 @@ def test_distances_accurate_near_zero(rng, backend):
     base = rng.normal(size=(1, 32))
     x = as_unit_vectors(np.concatenate([base + 3e-6 * rng.normal(size=(8, 32)), rng.normal(size=(40, 32))]))
     got, _ = knn_distances(x, [1, 3], backend=backend)
-    ref = brute_sorted(x)
+    ref = brute_knn_sorted(x)
     assert 1e-7 < ref[:8, 0].max() < 1e-4  # the near-duplicates really are that close
     np.testing.assert_allclose(got[1][:8], ref[:8, 0], rtol=1e-9, atol=1e-13)
     np.testing.assert_allclose(got[3][:8], ref[:8, 2], rtol=1e-9, atol=1e-13)
@@ -74,7 +58,7 @@ def test_many_duplicates_self_excluded_by_position(rng, backend):
     x[:25] = x[0]  # 25 identical rows: more than the candidates searched per query
     x = as_unit_vectors(x)
     got, _ = knn_distances(x, [6, 24, 25], backend=backend)
-    ref = brute_sorted(x)
+    ref = brute_knn_sorted(x)
     assert (got[6][:25] == 0).all() and (got[24][:25] == 0).all()
     np.testing.assert_allclose(got[25], ref[:, 24], atol=1e-12)
     assert (got[25][:25] > 0).all()  # the 25th other row of a copy is no longer a copy
@@ -95,12 +79,14 @@ def test_torch_equals_faiss(rng, rerank_on_device):
 def test_approximate_search_reports_measured_recall(rng):
     centers = rng.normal(size=(30, 32))
     x = as_unit_vectors(centers[rng.integers(0, 30, 3000)] + 0.6 * rng.normal(size=(3000, 32)))
-    index = NeighborIndex(x, exact_max=1000, recall_sample=400, recall_target=0.9, nprobe=1, seed=int(rng.integers(1 << 30)))
+    index = NeighborIndex(
+        x, exact_max=1000, recall_sample=400, recall_target=0.9, nprobe=1, seed=int(rng.integers(1 << 30))
+    )
     assert not index.exact
     d, ids, rep = index.search(x, 6, exclude="position", query_ids=np.arange(3000), recall_ks=[1, 6])
     assert rep.method.startswith("approximate (faiss IVF") and rep.nprobe == index.nprobe
     assert rep.recall_sample == 400 and rep.recall_checked == {1: 400, 6: 2400}
-    ref = brute_sorted(x)
+    ref = brute_knn_sorted(x)
     # what approximate search returns is real: exact distances to real, non-self rows, ascending
     assert (ids != np.arange(3000)[:, None]).all()
     np.testing.assert_allclose(d, np.linalg.norm(x[ids].astype(np.float64) - x[:, None, :], axis=-1), atol=1e-12)
@@ -116,7 +102,7 @@ def test_recall_target_one_gives_exact_results(rng):
     x = as_unit_vectors(rng.normal(size=(1500, 16)))
     got, rep = knn_distances(x, [1, 6], exact_max=100, recall_target=1.0, recall_sample=1500)
     assert not rep.exact and rep.recall(6) == 1.0 and rep.recall(1) == 1.0
-    ref = brute_sorted(x)
+    ref = brute_knn_sorted(x)
     np.testing.assert_allclose(got[6], ref[:, 5], atol=1e-12)
 
 
@@ -126,16 +112,16 @@ def test_reference_pool_without_and_with_self_match(rng, backend):
     index = NeighborIndex(pool, backend=backend)
     other = as_unit_vectors(rng.normal(size=(50, 16)))
     d, ids, rep = index.search(other, 4)
-    np.testing.assert_allclose(d, brute_sorted(pool, other, exclude_self=False)[:, :4], atol=1e-12)
+    np.testing.assert_allclose(d, brute_knn_sorted(pool, other, exclude_self=False)[:, :4], atol=1e-12)
     assert rep.no_self_match == 0
     # rows that are in the pool (with ~1e-7 re-embedding noise) skip their own copy
     take = rng.permutation(300)[:80]
     q = as_unit_vectors(pool[take] + 1e-8 * rng.normal(size=(80, 16)))
     mixed = np.concatenate([q, other[:5]])
     d, ids, rep = index.search(mixed, 6, exclude="match", self_tol=1e-4)
-    np.testing.assert_allclose(d[:80], brute_sorted(pool)[take, :6], atol=1e-6)
+    np.testing.assert_allclose(d[:80], brute_knn_sorted(pool)[take, :6], atol=1e-6)
     assert rep.no_self_match == 5  # the 5 outside rows had no copy: nothing excluded
-    np.testing.assert_allclose(d[80:], brute_sorted(pool, other[:5], exclude_self=False)[:, :6], atol=1e-12)
+    np.testing.assert_allclose(d[80:], brute_knn_sorted(pool, other[:5], exclude_self=False)[:, :6], atol=1e-12)
 
 
 def test_threads_set_during_search_and_restored(rng):

@@ -30,7 +30,9 @@ def test_apply_matches_numpy_and_nulls_propagate():
     rng = np.random.default_rng(1)
     n = 1000
     reward, toks, knn = rng.normal(size=n), rng.integers(1, 2000, size=n), rng.random(n)
-    t = pa.table({"reward": reward, "output_tokens": pa.array(toks), "knn_6": pa.array(knn, mask=np.arange(n) % 7 == 0)})
+    t = pa.table(
+        {"reward": reward, "output_tokens": pa.array(toks), "knn_6": pa.array(knn, mask=np.arange(n) % 7 == 0)}
+    )
     got = get_rule("instructmining-v1").apply(t)
     ref = 1.0694 - 0.1498 * reward + 8.257e-5 * toks - 0.9350 * knn
     mask = np.arange(n) % 7 == 0

@@ -120,7 +120,9 @@ def test_polars_input(table):
     pl = pytest.importorskip("polars")
     df = pl.from_arrow(table.slice(0, 20))
     out = _quiet(instructfast.score, df, indicators=["output_words"])
-    assert out.column("output_words").to_pylist() == [LexicalRichness(t).words for t in table.column("output").to_pylist()[:20]]
+    assert out.column("output_words").to_pylist() == [
+        LexicalRichness(t).words for t in table.column("output").to_pylist()[:20]
+    ]
 
 
 def test_hf_datasets_table_including_shuffled_view(table):
@@ -183,7 +185,9 @@ def test_sharegpt_and_messages_score_last_assistant_turn():
 
 
 def test_missing_required_column_names_it_and_lists_found():
-    with pytest.raises(SchemaError, match=r"missing required columns `instruction` and `output`; found columns: \['text'\]"):
+    with pytest.raises(
+        SchemaError, match=r"missing required columns `instruction` and `output`; found columns: \['text'\]"
+    ):
         instructfast.score(pa.table({"text": ["hi"]}))
 
 
@@ -233,7 +237,9 @@ def test_rule_with_missing_indicators_names_them_and_how_to_enable():
         instructfast.score(t, rule="instructmining-v1")
     msg = str(e.value)
     assert "`reward`" in msg
-    assert "`knn_6`" not in msg and "`output_tokens`" not in msg  # available (LM tokenizer): only what is missing is listed
+    assert (
+        "`knn_6`" not in msg and "`output_tokens`" not in msg
+    )  # available (LM tokenizer): only what is missing is listed
     assert "instructfast models" in msg
 
 
@@ -268,6 +274,30 @@ def test_report_roundtrips_json(table):
     rep = ScoreReport.from_table(out)
     assert ScoreReport.from_json(rep.to_json()) == rep
     assert json.loads(out.schema.metadata[b"instructfast.report"])["rows"] == 3
+
+
+def test_run_record_says_what_ran(table, tmp_path):
+    out = _quiet(instructfast.score, table.slice(0, 5), indicators=["mtld"], threads=1, options={"knn_seed": 4})
+    run = ScoreReport.from_table(out).run
+    assert run.implementations["text core"] == instructfast.IMPL_REASON
+    assert run.versions["instructfast"] == instructfast.__version__ and run.versions["pyarrow"] == pa.__version__
+    assert run.options == {"threads": 1, "batch_rows": 65_536, "device": "auto", "knn_seed": 4}
+    assert run.started.endswith("+00:00") and run.seconds > 0 and run.platform["machine"]
+    # kept in the Parquet footer by score_file, and read back whole
+    src = tmp_path / "in.jsonl"
+    instructfast.write_table(table.slice(0, 5), src)
+    res = _quiet(instructfast.score_file, src, tmp_path / "out.parquet", indicators=["mtld"])
+    assert ScoreReport.from_file(res.output).run == res.report.run
+    assert res.report.run.implementations["text core"] == instructfast.IMPL_REASON
+
+
+def test_reports_written_before_the_run_record_still_read():
+    old = {"rows": 3, "layout": "alpaca", "impl": "native", "columns": ["mtld"], "unavailable": {},
+           "kept_from_input": [], "nulls": {}, "notes": {}, "rule": None, "seconds": 0.5}  # fmt: skip
+    rep = ScoreReport.from_json(json.dumps(old))
+    assert rep.rows == 3 and rep.run == instructfast.RunRecord()
+    newer = dict(old, run={"started": "x", "added_later": 1}, also_added_later=2)
+    assert ScoreReport.from_json(json.dumps(newer)).run.started == "x"
 
 
 def test_scorer_reusable_across_batches(table):

@@ -111,15 +111,21 @@ def wordpiece_tokenizer(texts: list[str], *, vocab_size: int = 30522, model_max_
     raw.normalizer = normalizers.BertNormalizer(lowercase=True)
     raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     raw.decoder = decoders.WordPiece()
-    raw.train_from_iterator(texts, trainer=trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                                     show_progress=False))
+    raw.train_from_iterator(
+        texts, trainer=trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    )
     cls, sep = raw.token_to_id("[CLS]"), raw.token_to_id("[SEP]")
     raw.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=model_max_length,
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
     )
 
 
@@ -133,13 +139,21 @@ def sbert_folder(dest: Path, body, tokenizer, *, max_seq_length: int) -> Path:
     body.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     kinds = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
-    modules = [{"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
-               for i, (path, kind) in enumerate(kinds)]
+    modules = [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(kinds)
+    ]
     (dest / "modules.json").write_text(json.dumps(modules, indent=2))
-    (dest / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False}))
-    pooling = {"word_embedding_dimension": body.config.hidden_size, "pooling_mode_cls_token": False,
-               "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-               "pooling_mode_mean_sqrt_len_tokens": False}
+    (dest / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False})
+    )
+    pooling = {
+        "word_embedding_dimension": body.config.hidden_size,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
     (dest / "1_Pooling").mkdir(exist_ok=True)
     (dest / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
     (dest / "2_Normalize").mkdir(exist_ok=True)
@@ -152,8 +166,15 @@ def tiny_sbert_embedder(dest: Path, *, seed: int = 0) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=2000, hidden_size=48, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=96, max_position_embeddings=128, initializer_range=0.2)
+    cfg = BertConfig(
+        vocab_size=2000,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=96,
+        max_position_embeddings=128,
+        initializer_range=0.2,
+    )
     tok = wordpiece_tokenizer(_corpus(), vocab_size=2000)
     return sbert_folder(dest, BertModel(cfg).eval(), tok, max_seq_length=40)
 
@@ -198,8 +219,12 @@ def tiny_oasst(dest: Path, *, seed: int = 0) -> Path:
     specials = ["<|endoftext|>", "<|padding|>", "<|prompter|>", "<|assistant|>"]
     raw = _bpe(specials, 600, [], metaspace=False)
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|padding|>",
-        additional_special_tokens=specials[2:], model_max_length=256,
+        tokenizer_object=raw,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|padding|>",
+        additional_special_tokens=specials[2:],
+        model_max_length=256,
     )
     tok.save_pretrained(dest)
     cfg = GPTNeoXConfig(
@@ -281,13 +306,13 @@ def _root() -> Path:
     return _ROOT
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hf_folder(kind: str) -> Path:
     """The tiny Hugging Face folder for an export kind (built once per process)."""
     return _BUILDERS[kind](_root() / f"hf-{kind}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exported(kind: str) -> Path:
     """The tiny model of ``kind`` exported through the CLI (`instructfast export`), once per process."""
     from instructfast.cli import main

@@ -134,8 +134,7 @@ def render(values, mappings, max_growth) -> str:
         cps = [ord(c) for c in low] + [0] * (3 - len(low))
         enc = low.encode()
         map_rows.append(
-            f"  {{{len(low)}, {len(enc)}, {{{', '.join(hex(c) for c in cps)}}}, "
-            f"{{{', '.join(hex(b) for b in enc)}}}}},"
+            f"  {{{len(low)}, {len(enc)}, {{{', '.join(hex(c) for c in cps)}}}, {{{', '.join(hex(b) for b in enc)}}}}},"
         )
     return "\n".join(
         [

@@ -1,8 +1,8 @@
 """Every engine internal the GPU scripts use, imported from the installed ``instructfast``, in one place.
 
-The GPU scripts (``bench/bench_*_gpu.py``, ``bench/gpu/*.py``) take engine code only from here.
-The log-prob dispatcher and its torch twin are due to move from ``instructfast.indicators.logprob*``
-to ``instructfast.ops.logprob*``: that move changes the table below and nothing else.
+The GPU scripts (``bench/bench_*_gpu.py``, ``bench/gpu/*.py``) take engine code only from here,
+so when an engine module moves (as the log-prob dispatcher and its twin moved from
+``instructfast.indicators`` to ``instructfast.ops``) the table below is the one place to change.
 
 Names load on first use (a module ``__getattr__``), so a script pays only for what it touches:
 the kNN part never imports triton or transformers. ``bench/gpu/run.sh`` installs the package first
@@ -16,8 +16,8 @@ import importlib
 from types import ModuleType
 from typing import Any
 
-_DISPATCH = "instructfast.indicators.logprob"
-_TWIN = "instructfast.indicators.logprob_torch"
+_DISPATCH = "instructfast.ops.logprob"
+_TWIN = "instructfast.ops.logprob_torch"
 
 # name -> (module, attribute)
 _WHERE: dict[str, tuple[str, str]] = {
@@ -25,7 +25,7 @@ _WHERE: dict[str, tuple[str, str]] = {
     "Encoded": ("instructfast.models.lm_scorer", "Encoded"),
     "LoadedLM": ("instructfast.models.causal_lm", "LoadedLM"),
     "load_causal_lm": ("instructfast.models.causal_lm", "load_causal_lm"),
-    "PromptTemplate": ("instructfast.models.lm_scorer", "PromptTemplate"),
+    "PromptTemplate": ("instructfast.prompts", "PromptTemplate"),
     "resolve_model": ("instructfast.models.registry", "resolve"),
     "resolve_impl": (_DISPATCH, "resolve_impl"),
     "token_logprobs_torch": (_TWIN, "token_logprobs_torch"),

@@ -36,6 +36,7 @@ Written to ``DIR/embedder_gpu.csv`` in the long format of ``bench/_common.py`` a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -44,15 +45,29 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))  # tests.tiny_models
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench"))  # _common, which also puts the repository root on sys.path (tests.*)
 import _common  # noqa: E402
 
-SOURCES = (REPO / "python" / "instructfast" / "data" / "alpaca_gpt4_sample.jsonl", REPO / "tests" / "data" / "sample_records.jsonl")
-MINILM = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
-              max_position_embeddings=512)
-TINY = dict(vocab_size=30522, hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96,
-            max_position_embeddings=128)
+SOURCES = (
+    REPO / "python" / "instructfast" / "data" / "alpaca_gpt4_sample.jsonl",
+    REPO / "tests" / "data" / "sample_records.jsonl",
+)
+MINILM = dict(
+    vocab_size=30522,
+    hidden_size=384,
+    num_hidden_layers=6,
+    num_attention_heads=12,
+    intermediate_size=1536,
+    max_position_embeddings=512,
+)
+TINY = dict(
+    vocab_size=30522,
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=96,
+    max_position_embeddings=128,
+)
 EQUAL_TOL = 1e-5  # float32 vectors, as tests/test_embedder_torch.py demands on CPU
 
 
@@ -105,11 +120,10 @@ def main(argv=None) -> int:
     ap.add_argument("--budget-s", type=float, default=None, help="start no new dtype after this many seconds")
     args = ap.parse_args(argv)
 
+    import _engine
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
-
-    import _engine
 
     start = time.monotonic()
     if not args.dry_run and not torch.cuda.is_available():
@@ -127,8 +141,11 @@ def main(argv=None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="instructfast-gpu-embedder-")
     t0 = time.perf_counter()
     folder = build_folder(Path(tmp.name) / "minilm-shaped", shape, window, distinct)
-    print(f"{name}: model {shape} built with a WordPiece tokenizer in {time.perf_counter() - t0:.1f} s; "
-          f"{n_texts} texts ({len(distinct)} distinct)", flush=True)
+    print(
+        f"{name}: model {shape} built with a WordPiece tokenizer in {time.perf_counter() - t0:.1f} s; "
+        f"{n_texts} texts ({len(distinct)} distinct)",
+        flush=True,
+    )
 
     out_path = args.out / "embedder_gpu.csv"
     args.out.mkdir(parents=True, exist_ok=True)
@@ -139,37 +156,77 @@ def main(argv=None) -> int:
         ours = _engine.TorchEmbedder(folder, device=device, dtype=dtype)
         st = SentenceTransformer(str(folder), device=device).to(getattr(torch, dtype))
         tokens = int(sum(map(len, st.tokenizer(texts, truncation=True, max_length=window)["input_ids"])))
-        t_st, v_st = _timed(lambda: st.encode(texts, batch_size=32, normalize_embeddings=True,
-                                              convert_to_numpy=True), args.repeats)
-        t_ours, v_ours = _timed(lambda: ours.embed(texts), args.repeats)
+        t_st, v_st = _timed(
+            functools.partial(st.encode, texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True),
+            args.repeats,
+        )
+        t_ours, v_ours = _timed(functools.partial(ours.embed, texts), args.repeats)
         diff = float(np.abs(np.asarray(v_ours, dtype=np.float32) - np.asarray(v_st, dtype=np.float32)).max())
-        cfg = {"model": "minilm-shaped random BERT" if not args.dry_run else "tiny random BERT", "shape": shape,
-               "max_seq_length": window, "dtype": dtype, "texts": n_texts, "distinct": len(distinct),
-               "tokens": tokens, "st_batch_size": 32, "token_budget": ours.token_budget, "max_rows": ours.max_rows}
+        cfg = {
+            "model": "minilm-shaped random BERT" if not args.dry_run else "tiny random BERT",
+            "shape": shape,
+            "max_seq_length": window,
+            "dtype": dtype,
+            "texts": n_texts,
+            "distinct": len(distinct),
+            "tokens": tokens,
+            "st_batch_size": 32,
+            "token_budget": ours.token_budget,
+            "max_rows": ours.max_rows,
+        }
         base = {"indicator": "embedder", "mode": f"{device}_{dtype}", "x": n_texts, "config_json": cfg, "cpu": name}
         rows = []
         for prov, t in (("sentence_transformers", t_st), ("instructfast_torch", t_ours)):
             rows += [
-                {**base, "provider": prov, "metric": "time", "unit": "s", "p50": _q(t, 0.5), "p20": _q(t, 0.2),
-                 "p80": _q(t, 0.8)},
-                {**base, "provider": prov, "metric": "rows_per_s", "unit": "rows/s", "p50": n_texts / _q(t, 0.5),
-                 "p20": n_texts / _q(t, 0.8), "p80": n_texts / _q(t, 0.2)},
+                {
+                    **base,
+                    "provider": prov,
+                    "metric": "time",
+                    "unit": "s",
+                    "p50": _q(t, 0.5),
+                    "p20": _q(t, 0.2),
+                    "p80": _q(t, 0.8),
+                },
+                {
+                    **base,
+                    "provider": prov,
+                    "metric": "rows_per_s",
+                    "unit": "rows/s",
+                    "p50": n_texts / _q(t, 0.5),
+                    "p20": n_texts / _q(t, 0.8),
+                    "p80": n_texts / _q(t, 0.2),
+                },
                 {**base, "provider": prov, "metric": "tokens_per_s", "unit": "tokens/s", "p50": tokens / _q(t, 0.5)},
             ]
         speedup = _q(t_st, 0.5) / _q(t_ours, 0.5)
         rows += [
-            {**base, "provider": "instructfast_torch", "metric": "speedup_vs_sentence_transformers", "unit": "x",
-             "p50": speedup},
+            {
+                **base,
+                "provider": "instructfast_torch",
+                "metric": "speedup_vs_sentence_transformers",
+                "unit": "x",
+                "p50": speedup,
+            },
             {**base, "provider": "instructfast_torch", "metric": "max_abs_diff", "unit": "abs", "p50": diff},
         ]
         if dtype == "float32":
-            rows.append({**base, "provider": "instructfast_torch", "metric": "target:equal_vectors", "unit": "pass",
-                         "p50": 1.0 if diff <= EQUAL_TOL else 0.0,
-                         "config_json": {**cfg, "value": diff, "target": f"<= {EQUAL_TOL:g}"}})
+            rows.append(
+                {
+                    **base,
+                    "provider": "instructfast_torch",
+                    "metric": "target:equal_vectors",
+                    "unit": "pass",
+                    "p50": 1.0 if diff <= EQUAL_TOL else 0.0,
+                    "config_json": {**cfg, "value": diff, "target": f"<= {EQUAL_TOL:g}"},
+                }
+            )
         _common.append_results(out_path, rows)
-        print(f"  {dtype}: sentence-transformers {n_texts / _q(t_st, 0.5):,.0f} rows/s, instructfast "
-              f"{n_texts / _q(t_ours, 0.5):,.0f} rows/s ({speedup:.2f}x), max abs diff {diff:.2e}", flush=True)
-        del ours, st
+        print(
+            f"  {dtype}: sentence-transformers {n_texts / _q(t_st, 0.5):,.0f} rows/s, instructfast "
+            f"{n_texts / _q(t_ours, 0.5):,.0f} rows/s ({speedup:.2f}x), max abs diff {diff:.2e}",
+            flush=True,
+        )
+        ours = st = None  # both models freed before the next dtype loads
         if device == "cuda":
             torch.cuda.empty_cache()
     tmp.cleanup()

@@ -29,8 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))  # tests.references
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "bench"))  # _common, which also puts the repository root on sys.path (tests.*)
 import _common  # noqa: E402
 
 # (N, V) for kernel (a); (N, V, d, bias) for kernel (b)
@@ -58,15 +57,15 @@ def main(argv=None) -> int:
     if args.dry_run and os.environ.get("TRITON_INTERPRET") != "1":
         os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported (below)
 
+    import _engine
     import torch
 
-    import _engine
     from tests.references import (
-        DTYPE_IDS,
         TOLERANCES,
         compare,
         reference_fused_linear_logprobs,
         reference_token_logprobs,
+        torch_dtype,
     )
 
     if not args.dry_run and not torch.cuda.is_available():
@@ -80,24 +79,29 @@ def main(argv=None) -> int:
         return 2
     impls = {
         "logprob": {"triton": ka.logprob_forward, "torch_twin": _engine.token_logprobs_torch},
-        "fused_linear_logprob": {"triton": kb.fused_linear_logprob_forward,
-                                 "torch_twin": _engine.fused_linear_logprobs_torch},
+        "fused_linear_logprob": {
+            "triton": kb.fused_linear_logprob_forward,
+            "torch_twin": _engine.fused_linear_logprobs_torch,
+        },
     }
-    dtypes = [torch.bfloat16, torch.float16, torch.float32]  # bf16 first: what LMs run in
+    dtypes = ["bf16", "fp16", "fp32"]  # bf16 first: what LMs run in
     cases = [("logprob", s, dt) for s in (DRY_A if args.dry_run else SHAPES_A) for dt in dtypes]
     cases += [("fused_linear_logprob", s, dt) for s in (DRY_B if args.dry_run else SHAPES_B) for dt in dtypes]
 
     out_path = args.out / "parity_gpu.csv"
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    print(f"{name}: torch {torch.__version__}; {len(cases)} cases x {len(impls['logprob'])} implementations", flush=True)
+    print(
+        f"{name}: torch {torch.__version__}; {len(cases)} cases x {len(impls['logprob'])} implementations", flush=True
+    )
     failures = done = 0
     torch.manual_seed(0)
-    for kernel, shape, dtype in cases:
+    for kernel, shape, dtype_name in cases:
         if args.budget_s is not None and time.monotonic() - start > args.budget_s:
             print(f"skip the remaining {len(cases) - done} cases: --budget-s {args.budget_s:g} s spent", flush=True)
             break
-        atol, rtol = TOLERANCES[kernel][dtype]
+        atol, rtol = TOLERANCES[kernel][dtype_name]
+        dtype = torch_dtype(dtype_name)
         if kernel == "logprob":
             n, v = shape
             logits = (torch.randn(n, v, device=dev) * 3.0).to(dtype)
@@ -114,7 +118,7 @@ def main(argv=None) -> int:
             args_ = (hidden, weight, tgt, bias)
             ref = reference_fused_linear_logprobs(hidden, weight, tgt, bias)
             cfg = {"N": n, "V": v, "d": d, "bias": with_bias}
-        cfg.update(dtype=DTYPE_IDS[dtype], atol=atol, rtol=rtol)
+        cfg.update(dtype=dtype_name, atol=atol, rtol=rtol)
         rows = []
         for impl, fn in impls[kernel].items():
             label = f"{kernel:<21} {impl:<10} {cfg['dtype']} {'x'.join(str(s) for s in shape[:3])}"
@@ -125,9 +129,20 @@ def main(argv=None) -> int:
                     out = fn(*args_)
             except Exception as exc:  # e.g. a tile that does not compile for this dtype: a FAIL, go on
                 failures += 1
-                rows.append({**base, "metric": "target:within_tolerance", "unit": "pass", "p50": 0.0,
-                             "config_json": {**cfg, "value": "error", "target": target,
-                                             "error": f"{type(exc).__name__}: {exc}"[:300]}})
+                rows.append(
+                    {
+                        **base,
+                        "metric": "target:within_tolerance",
+                        "unit": "pass",
+                        "p50": 0.0,
+                        "config_json": {
+                            **cfg,
+                            "value": "error",
+                            "target": target,
+                            "error": f"{type(exc).__name__}: {exc}"[:300],
+                        },
+                    }
+                )
                 print(f"  FAIL {label}: {type(exc).__name__}: {exc}", flush=True)
                 continue
             res = compare(out, ref, atol=atol, rtol=rtol)
@@ -137,13 +152,26 @@ def main(argv=None) -> int:
             rows += [
                 {**base, "metric": "max_abs_err", "unit": "nat", "p50": res.max_abs, "config_json": cfg},
                 {**base, "metric": "max_rel_err", "unit": "ratio", "p50": res.max_rel, "config_json": cfg},
-                {**base, "metric": "target:within_tolerance", "unit": "pass", "p50": 1.0 if ok else 0.0,
-                 "config_json": {**cfg, "value": res.max_abs, "target": target, "mismatches": res.n_bad,
-                                 "ignored_rows_zero": zero_ignored}},
+                {
+                    **base,
+                    "metric": "target:within_tolerance",
+                    "unit": "pass",
+                    "p50": 1.0 if ok else 0.0,
+                    "config_json": {
+                        **cfg,
+                        "value": res.max_abs,
+                        "target": target,
+                        "mismatches": res.n_bad,
+                        "ignored_rows_zero": zero_ignored,
+                    },
+                },
             ]
-            print(f"  {'PASS' if ok else 'FAIL'} {label}: max abs {res.max_abs:.2e}, max rel {res.max_rel:.2e}"
-                  + (f", {res.n_bad}/{res.n} mismatches" if res.n_bad else "")
-                  + ("" if zero_ignored else ", ignored rows not 0"), flush=True)
+            print(
+                f"  {'PASS' if ok else 'FAIL'} {label}: max abs {res.max_abs:.2e}, max rel {res.max_rel:.2e}"
+                + (f", {res.n_bad}/{res.n} mismatches" if res.n_bad else "")
+                + ("" if zero_ignored else ", ignored rows not 0"),
+                flush=True,
+            )
             del out
         _common.append_results(out_path, rows)
         done += 1
@@ -151,8 +179,21 @@ def main(argv=None) -> int:
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     # cases left out by --budget-s: a row of their own, so the summary shows the check was partial
-    _common.append_results(out_path, [{"indicator": "parity", "provider": "all", "mode": "parity", "metric": "cases_skipped",
-                                       "unit": "cases", "x": len(cases), "p50": len(cases) - done, "cpu": name}])
+    _common.append_results(
+        out_path,
+        [
+            {
+                "indicator": "parity",
+                "provider": "all",
+                "mode": "parity",
+                "metric": "cases_skipped",
+                "unit": "cases",
+                "x": len(cases),
+                "p50": len(cases) - done,
+                "cpu": name,
+            }
+        ],
+    )
     print(f"{done}/{len(cases)} cases, {failures} failing; wrote {out_path}")
     return 0
 

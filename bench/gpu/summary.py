@@ -57,9 +57,8 @@ def _version(dist: str) -> str:
 
 def collect_env(dry_run: bool) -> dict:
     """Device, versions, commit, native core and kernel implementation of this run."""
-    import torch
-
     import _engine
+    import torch
 
     env: dict = {
         "dry_run": dry_run,
@@ -68,19 +67,26 @@ def collect_env(dry_run: bool) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        **{k: _version(k) for k in ("triton", "transformers", "sentence-transformers", "onnxruntime", "numpy",
-                                    "pyarrow", "faiss-cpu")},
+        **{
+            k: _version(k)
+            for k in ("triton", "transformers", "sentence-transformers", "onnxruntime", "numpy", "pyarrow", "faiss-cpu")
+        },
         "cpu": _common.cpu_model(),
         "cores": _common.cores(),
         "build": {k.lower(): os.environ.get(k, "") for k in ("BUILD_STATUS", "BUILD_SECONDS", "BUILD_DETAIL")},
     }
     if not dry_run and torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
-        env.update(device=torch.cuda.get_device_name(0), sms=p.multi_processor_count,
-                   memory_gib=round(p.total_memory / 2**30, 1), device_count=torch.cuda.device_count())
+        env.update(
+            device=torch.cuda.get_device_name(0),
+            sms=p.multi_processor_count,
+            memory_gib=round(p.total_memory / 2**30, 1),
+            device_count=torch.cuda.device_count(),
+        )
         if shutil.which("nvidia-smi"):
-            q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                               capture_output=True, text=True)
+            q = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+            )
             env["driver"] = q.stdout.strip().splitlines()[0] if q.returncode == 0 and q.stdout.strip() else "?"
     else:
         env["device"] = f"CPU dry run: {env['cpu']}" if dry_run else f"no CUDA device (CPU: {env['cpu']})"
@@ -111,8 +117,16 @@ def read_parts(run: Path) -> list[dict]:
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             name, status, rc, seconds, budget, log = line.split("\t")
-            parts.append({"name": name, "status": status, "rc": int(rc), "seconds": float(seconds),
-                          "budget": float(budget), "log": Path(log)})
+            parts.append(
+                {
+                    "name": name,
+                    "status": status,
+                    "rc": int(rc),
+                    "seconds": float(seconds),
+                    "budget": float(budget),
+                    "log": Path(log),
+                }
+            )
     return parts
 
 
@@ -167,8 +181,10 @@ def targets_table(rows_by_part: dict[str, list[dict]]) -> list[str]:
             for r in show:
                 cfg = json.loads(r["config_json"] or "{}")
                 verdict = "PASS" if _num(r["p50"]) == 1.0 else "FAIL"
-                lines.append(f"| {part} | {what} | {_where(r)} | {_fmt(str(cfg.get('value', '')))} "
-                             f"| {cfg.get('target', '')} | {verdict} |")
+                lines.append(
+                    f"| {part} | {what} | {_where(r)} | {_fmt(str(cfg.get('value', '')))} "
+                    f"| {cfg.get('target', '')} | {verdict} |"
+                )
     return lines if len(lines) > 2 else ["No target rows: no part that checks a target finished."]
 
 
@@ -211,13 +227,22 @@ def write_report(run: Path, out: Path, results: Path | None, dry_run: bool) -> t
     build = env.get("build", {})
     lines = [f"# GPU check: {device}", ""]
     if dry_run:
-        lines += ["**Dry run on CPU** (Triton interpreter, tiny models): it checks the plumbing; its numbers mean "
-                  "nothing.", ""]
+        lines += [
+            "**Dry run on CPU** (Triton interpreter, tiny models): it checks the plumbing; its numbers mean nothing.",
+            "",
+        ]
     total = sum(p["seconds"] for p in parts)
-    hw = device if dry_run else (f"{device}, {env.get('sms', '?')} SMs, {env.get('memory_gib', '?')} GiB, "
-                                 f"driver {env.get('driver', '?')}; host {env.get('cpu', '?')}, {env.get('cores', '?')} cores")
+    hw = (
+        device
+        if dry_run
+        else (
+            f"{device}, {env.get('sms', '?')} SMs, {env.get('memory_gib', '?')} GiB, "
+            f"driver {env.get('driver', '?')}; host {env.get('cpu', '?')}, {env.get('cores', '?')} cores"
+        )
+    )
     lines += [
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| device | {hw} |",
         f"| software | Python {env.get('python', '?')}, torch {env.get('torch', '?')} (CUDA {env.get('cuda', '-')}), "
         f"triton {env.get('triton', '?')}, transformers {env.get('transformers', '?')}, sentence-transformers "
@@ -227,7 +252,8 @@ def write_report(run: Path, out: Path, results: Path | None, dry_run: bool) -> t
         f"| date | {env.get('date', '?')} |",
         f"| native text core | {env.get('native_impl', '?')} ({env.get('native_reason', '?')}); build step: "
         f"{build.get('build_status', '?')} in {build.get('build_seconds', '?')} s"
-        + (f" ({build['build_detail']})" if build.get("build_detail") else "") + " |",
+        + (f" ({build['build_detail']})" if build.get("build_detail") else "")
+        + " |",
         f"| instructfast imported from | {env.get('instructfast_from', '?')} |",
         f"| log-prob kernels | {env.get('kernels', '?')} |",
         f"| wall time | {total:.0f} s over {len(parts)} steps |",
@@ -238,15 +264,23 @@ def write_report(run: Path, out: Path, results: Path | None, dry_run: bool) -> t
         "|---|---|---:|---:|---:|---:|",
     ]
     for p in parts:
-        lines.append(f"| {p['name']} | {p['status']} | {p['rc']} | {p['seconds']:.0f} | {p['budget']:.0f} "
-                     f"| {len(rows_by_part.get(p['name'], []))} |")
+        lines.append(
+            f"| {p['name']} | {p['status']} | {p['rc']} | {p['seconds']:.0f} | {p['budget']:.0f} "
+            f"| {len(rows_by_part.get(p['name'], []))} |"
+        )
     lines += ["", "## Targets", ""] + targets_table(rows_by_part)
     for p in parts:
         if p["name"] in rows_by_part:
             lines += ["", f"## {p['name']}", ""] + figures_table(rows_by_part[p["name"]])
         if p["status"] != "ok":
-            lines += ["", f"### {p['name']}: {p['status']} (exit code {p['rc']}), last lines of its log", "",
-                      "```", _tail(p["log"]), "```"]
+            lines += [
+                "",
+                f"### {p['name']}: {p['status']} (exit code {p['rc']}), last lines of its log",
+                "",
+                "```",
+                _tail(p["log"]),
+                "```",
+            ]
     md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if results is not None and not dry_run and env.get("device_count"):  # a real card's run only
         results.mkdir(parents=True, exist_ok=True)

@@ -4,78 +4,111 @@
 >>> t = pa.table({"instruction": ["Say hello."], "output": ["Hello, world!"]})
 >>> instructfast.score(t, indicators="mtld").column("mtld").to_pylist()
 [2.0]
+
+``__all__`` holds what users call and the types those calls return; everything else is
+internal and may change.
 """
 
 from __future__ import annotations
 
 from ._native import IMPL, IMPL_REASON
+from ._version import __version__
 from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    ExportError,
+    ExportVerificationError,
     ImplementationFallbackWarning,
     IndicatorUnavailableError,
     InputFormatError,
+    InstructfastDeprecationWarning,
     InstructfastError,
     InstructfastWarning,
     MissingDependencyError,
+    ModelError,
+    ModelFileError,
+    ModelNotFoundError,
     NullValuesWarning,
+    OptionError,
+    OutputExistsError,
+    ResumeError,
     RuleError,
     SchemaError,
     UnavailableIndicatorWarning,
 )
+from .indicators import IndicatorInfo
 from .indicators import describe as describe_indicators
-from .indicators.base import ScoreOptions
-from .indicators.mtld import mtld, text_stats, tokenize
-from .io import read_table, scan_file, write_table
-from .models.embedder import load_embedder
+from .indicators.base import Availability
+from .io import FileSource, read_table, scan_file, write_table
+from .models.embedder import Embedder, load_embedder
 from .models.export import export
-from .neighbors import NeighborIndex, knn_distances
+from .neighbors import NeighborIndex, SearchReport, knn_distances
+from .ops.textstats import mtld, text_stats, tokenize
+from .options import ScoreOptions, describe_options
+from .pipeline import FileRunResult, score_file
 from .pool_index import ReferencePool, build_pool
 from .rules import RULES, Rule, get_rule
-from .scoring import ScoreReport, Scorer, score
+from .run_record import RunRecord
+from .scoring import Scorer, ScoreReport, score
 from .selection import SelectionResult, SubsetSearchResult, fit_rule, search_subset_size, select
 
-try:
-    from importlib.metadata import version as _version
-
-    __version__ = _version("instructfast")
-except Exception:  # pragma: no cover - running from a source tree without metadata
-    __version__ = "0.0.0+unknown"
-
 __all__ = [
-    "score",
-    "export",
-    "load_embedder",
-    "Scorer",
-    "ScoreReport",
-    "ScoreOptions",
-    "Rule",
-    "RULES",
-    "get_rule",
-    "select",
-    "SelectionResult",
-    "fit_rule",
-    "search_subset_size",
-    "SubsetSearchResult",
-    "knn_distances",
-    "NeighborIndex",
-    "ReferencePool",
-    "build_pool",
-    "describe_indicators",
-    "mtld",
-    "tokenize",
-    "text_stats",
-    "read_table",
-    "scan_file",
-    "write_table",
     "IMPL",
     "IMPL_REASON",
-    "InstructfastError",
-    "SchemaError",
-    "InputFormatError",
-    "IndicatorUnavailableError",
-    "RuleError",
-    "MissingDependencyError",
-    "InstructfastWarning",
-    "NullValuesWarning",
-    "UnavailableIndicatorWarning",
+    "RULES",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "Availability",
+    "Embedder",
+    "ExportError",
+    "ExportVerificationError",
+    "FileRunResult",
+    "FileSource",
     "ImplementationFallbackWarning",
+    "IndicatorInfo",
+    "IndicatorUnavailableError",
+    "InputFormatError",
+    "InstructfastDeprecationWarning",
+    "InstructfastError",
+    "InstructfastWarning",
+    "MissingDependencyError",
+    "ModelError",
+    "ModelFileError",
+    "ModelNotFoundError",
+    "NeighborIndex",
+    "NullValuesWarning",
+    "OptionError",
+    "OutputExistsError",
+    "ReferencePool",
+    "ResumeError",
+    "Rule",
+    "RuleError",
+    "RunRecord",
+    "SchemaError",
+    "ScoreOptions",
+    "ScoreReport",
+    "Scorer",
+    "SearchReport",
+    "SelectionResult",
+    "SubsetSearchResult",
+    "UnavailableIndicatorWarning",
+    "__version__",
+    "build_pool",
+    "describe_indicators",
+    "describe_options",
+    "export",
+    "fit_rule",
+    "get_rule",
+    "knn_distances",
+    "load_embedder",
+    "mtld",
+    "read_table",
+    "scan_file",
+    "score",
+    "score_file",
+    "search_subset_size",
+    "select",
+    "text_stats",
+    "tokenize",
+    "write_table",
 ]

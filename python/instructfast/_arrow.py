@@ -6,9 +6,12 @@ are imported through the Arrow C stream interface.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
+
+from .errors import ArgumentTypeError
 
 
 def to_reader(data: Any) -> pa.RecordBatchReader:
@@ -41,7 +44,7 @@ def to_reader(data: Any) -> pa.RecordBatchReader:
         "`data` must be a pyarrow Table/RecordBatch/RecordBatchReader, an object exporting "
         f"`__arrow_c_stream__` (polars, pandas, datasets), a dict of columns or a list of dicts; got {type(data).__name__}"
     )
-    raise TypeError(msg)
+    raise ArgumentTypeError(msg)
 
 
 def _hf_dataset_table(data: Any) -> pa.Table | None:

@@ -2,18 +2,19 @@
 
 ``INSTRUCTFAST_IMPL`` picks the implementation of the native-backed functions:
 ``native`` (the pybind11 extension ``instructfast._core``; raises if it cannot load),
-``python`` (the pure-Python twins, e.g. ``indicators/mtld_py.py``), or unset/``auto``
+``python`` (the pure-Python twins, e.g. ``ops/textstats_py.py``), or unset/``auto``
 (native when importable, otherwise Python with an :class:`ImplementationFallbackWarning`
 and the reason in :data:`IMPL_REASON`).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import unicodedata
 import warnings
 
-from .errors import ImplementationFallbackWarning, MissingDependencyError
+from .errors import ArgumentError, ImplementationFallbackWarning, MissingDependencyError
 
 IMPL_ENV = "INSTRUCTFAST_IMPL"
 _CHOICES = ("auto", "native", "python")
@@ -23,11 +24,12 @@ def _load():
     choice = os.environ.get(IMPL_ENV, "auto").strip().lower() or "auto"
     if choice not in _CHOICES:
         msg = f"`{IMPL_ENV}` must be one of {_CHOICES}, got {choice!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if choice == "python":
         return None, f"python (forced by {IMPL_ENV}=python)"
     try:
-        from . import _core  # type: ignore[attr-defined]
+        # by name: the extension is a built file, not a source module the import graph can follow
+        _core = importlib.import_module(f"{__package__}._core")
     except ImportError as exc:
         if choice == "native":
             msg = (

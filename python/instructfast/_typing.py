@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, Union, runtime_checkable
-
-import pyarrow as pa
+from typing import Any, Literal, Protocol, runtime_checkable
 
 FileFormat = Literal["json", "jsonl", "parquet", "arrow", "arrows", "csv"]
 """File formats the CLI and :func:`instructfast.read_table` understand (``arrow`` = IPC file, ``arrows`` = IPC stream)."""
-
-ImplName = Literal["auto", "native", "python"]
 
 
 @runtime_checkable
@@ -24,6 +20,3 @@ class ArrowArrayExportable(Protocol):
     """Anything exporting one Arrow array/record batch through the PyCapsule interface."""
 
     def __arrow_c_array__(self, requested_schema: Any = None) -> Any: ...
-
-
-TableLike = Union[pa.Table, pa.RecordBatch, pa.RecordBatchReader, ArrowStreamExportable, ArrowArrayExportable]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ArgumentError
+
 
 def length_buckets(lengths, token_budget: int, max_rows: int = 256, slack: float | None = None) -> list[np.ndarray]:
     """Split row positions into batches of similar length.
@@ -42,7 +44,7 @@ def length_buckets(lengths, token_budget: int, max_rows: int = 256, slack: float
     """
     if token_budget < 1 or max_rows < 1:
         msg = f"`token_budget` and `max_rows` must be positive, got {token_budget} and {max_rows}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     batches: list[np.ndarray] = []

@@ -8,9 +8,9 @@ import time
 import warnings
 from pathlib import Path
 
-from . import __version__
 from ._native import IMPL_REASON
-from .errors import InstructfastError, InstructfastWarning
+from ._version import __version__
+from .errors import InstructfastError, InstructfastWarning, SchemaError
 from .io import FORMATS
 
 
@@ -28,21 +28,14 @@ def _parse_map(text: str | None) -> dict[str, str] | None:
 
 
 def _parse_options(items: list[str] | None) -> dict[str, object]:
-    """``KEY=VALUE`` pairs; values that parse as int/float become numbers."""
+    """``KEY=VALUE`` pairs; values stay strings, each option parses its own by its type."""
     out: dict[str, object] = {}
     for item in items or []:
         if "=" not in item:
             msg = f"--option expects KEY=VALUE, got {item!r}"
             raise SystemExit(msg)
         k, v = item.split("=", 1)
-        val: object = v
-        for conv in (int, float):
-            try:
-                val = conv(v)
-                break
-            except ValueError:
-                pass
-        out[k.strip()] = val
+        out[k.strip()] = v.strip()
     return out
 
 
@@ -83,8 +76,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
             bar.close()
     dt = time.perf_counter() - t0
     rep = res.report
-    print(f"scored {res.rows} rows in {dt:.2f} s ({(res.rows - res.resumed_rows) / max(dt, 1e-9):,.0f} rows/s)"
-          + (f", resumed after {res.resumed_rows} rows" if res.resumed_rows else ""))
+    print(
+        f"scored {res.rows} rows in {dt:.2f} s ({(res.rows - res.resumed_rows) / max(dt, 1e-9):,.0f} rows/s)"
+        + (f", resumed after {res.resumed_rows} rows" if res.resumed_rows else "")
+    )
     print(f"input layout: {rep.layout}; text core: {rep.impl}")
     if rep.kept_from_input:
         print(f"kept from input (not recomputed): {', '.join(rep.kept_from_input)}")
@@ -104,7 +99,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_indicators(args: argparse.Namespace) -> int:
     from .indicators import describe
-    from .indicators.base import ScoreOptions
+    from .options import ScoreOptions
 
     print(f"text core: {IMPL_REASON}")
     for info in describe(ScoreOptions(models=_parse_map(args.models) or {})):
@@ -115,19 +110,37 @@ def _cmd_indicators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_options(args: argparse.Namespace) -> int:
+    from .options import describe_options
+
+    group = None
+    for row in describe_options():
+        if row["group"] != group:
+            group = row["group"]
+            print(f"{group}:")
+        default = "unset" if row["default"] is None else repr(row["default"])
+        print(f"  {row['key']:<24} {row['type']:<22} default {default}")
+        print(f"  {'':<24} {row['doc']}")
+    print("pass any of them as --option KEY=VALUE (score), or options={KEY: VALUE} in Python")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models.registry import SLOTS, ModelNotFound, cache_dir, resolve
+    from .errors import ModelNotFoundError
+    from .models.registry import SLOTS, cache_dir, resolve
 
     models = _parse_map(args.models) or {}
     print(f"cache: {cache_dir()}")
     for slot in SLOTS.values():
         try:
             state = "present: " + resolve(slot.name, models).describe()
-        except ModelNotFound:
+        except ModelNotFoundError:
             state = "missing: not found in any of those places"
         print(f"{slot.name:<9} {slot.description}")
-        print(f"{'':<9} paper: {slot.paper_model}; looked in: models=/--models {slot.name}=..., env {slot.env}"
-              + (f", packaged default ({slot.offline_default})" if slot.offline_default else ""))
+        print(
+            f"{'':<9} paper: {slot.paper_model}; looked in: models=/--models {slot.name}=..., env {slot.env}"
+            + (f", packaged default ({slot.offline_default})" if slot.offline_default else "")
+        )
         print(f"{'':<9} {state}")
         print(f"{'':<9} to get it: {slot.how_to_get}")
         for cmd in slot.export_commands:
@@ -197,8 +210,10 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
     out = pool.save(args.output, overwrite=args.overwrite)
     m = pool.manifest
     left = m["source"]["left_out"]
-    print(f"pool of {pool.count} vectors (dim {pool.dim}, {m['index']['type']} index) from {m['source']['rows']} rows "
-          f"in {time.perf_counter() - t0:.1f} s; vectors: {m['vectors']}")
+    print(
+        f"pool of {pool.count} vectors (dim {pool.dim}, {m['index']['type']} index) from {m['source']['rows']} rows "
+        f"in {time.perf_counter() - t0:.1f} s; vectors: {m['vectors']}"
+    )
     if left:
         print("left out: " + "; ".join(f"{r}: {n}" for r, n in left.items()))
     print(f"wrote {out}  (score against it with --option knn_pool={out})")
@@ -218,7 +233,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         st = read_table(args.already_selected)
         if "position" not in st.column_names:
             msg = f"{args.already_selected}: expected a `position` column (as --positions writes); found {st.column_names}"
-            raise ValueError(msg)
+            raise SchemaError(msg)
         seeds = st.column("position").to_numpy(zero_copy_only=False)
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     t0 = time.perf_counter()
@@ -277,15 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--output-format", choices=FORMATS)
     s.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
     s.add_argument("--batch-rows", type=int, default=65_536)
-    s.add_argument("--mtld-threshold", type=float, default=0.72)
+    s.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
     s.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
     s.add_argument(
         "--option",
         action="append",
         metavar="KEY=VALUE",
-        help="indicator option, repeatable: prompt_template=alpaca|plain|FORMAT, on_overflow=null|truncate, "
-        "lm_token_budget=N, lm_max_length=N, lm_pad_slack=F, lm_dtype=float32|bfloat16, "
-        "knn_vectors=COLUMN, knn_pool=DIR, knn_table_in_pool=true, knn_exact_max=N, knn_recall_target=F",
+        help="an option, repeatable, e.g. prompt_template=plain, on_overflow=truncate, lm_token_budget=4096, "
+        "knn_pool=DIR; `instructfast options` lists every key with its type and default",
     )
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
@@ -293,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", dest="progress", action="store_true", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false")
     s.set_defaults(func=_cmd_score)
+
+    o = sub.add_parser("options", help="list every --option key with its type, default and meaning")
+    o.set_defaults(func=_cmd_options)
 
     i = sub.add_parser("indicators", help="list indicators, their columns, models and availability")
     i.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
@@ -319,24 +336,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=_cmd_export)
 
-    sel = sub.add_parser("select", help="select a subset of a (scored) record file: rule top-k, k-center, 0.5%% coreset, random")
+    sel = sub.add_parser(
+        "select", help="select a subset of a (scored) record file: rule top-k, k-center, 0.5%% coreset, random"
+    )
     sel.add_argument("input", type=Path, help="record file, usually one written by `instructfast score`")
     sel.add_argument("-o", "--output", type=Path, required=True, help="selected records; format from extension")
     budget = sel.add_mutually_exclusive_group(required=True)
     budget.add_argument("--top", type=int, metavar="K", help="select K rows")
     budget.add_argument("--fraction", type=float, metavar="F", help="select round(F * available rows), 0 < F <= 1")
-    sel.add_argument("--method", choices=("rule", "kcenter", "kmeans-kcenter", "random"), default="rule",
-                     help="rule: ascending predicted_log_loss (default); kcenter: farthest-first on embeddings; "
-                     "kmeans-kcenter: K-means then k-center per cluster (the 0.5%% paper); random")
+    sel.add_argument(
+        "--method",
+        choices=("rule", "kcenter", "kmeans-kcenter", "random"),
+        default="rule",
+        help="rule: ascending predicted_log_loss (default); kcenter: farthest-first on embeddings; "
+        "kmeans-kcenter: K-means then k-center per cluster (the 0.5%% paper); random",
+    )
     sel.add_argument("--seed", type=int, default=0)
     sel.add_argument("-r", "--rule", help="rule preset or JSON file to score with first (rule method, no score column)")
-    sel.add_argument("--score-column", default="predicted_log_loss", help="column the rule method ranks by (lower first)")
+    sel.add_argument(
+        "--score-column", default="predicted_log_loss", help="column the rule method ranks by (lower first)"
+    )
     sel.add_argument("--embeddings", metavar="COLUMN", help="list column of vectors (default: embed with the embedder)")
     sel.add_argument("--clusters", type=int, default=None, help="kmeans-kcenter clusters (default ceil(sqrt(budget)))")
-    sel.add_argument("--already-selected", type=Path, metavar="FILE",
-                     help="kcenter: file with a `position` column of rows already chosen")
-    sel.add_argument("--positions", type=Path, metavar="FILE",
-                     help="also write the selected row positions (and clusters) to FILE, format from extension")
+    sel.add_argument(
+        "--already-selected",
+        type=Path,
+        metavar="FILE",
+        help="kcenter: file with a `position` column of rows already chosen",
+    )
+    sel.add_argument(
+        "--positions",
+        type=Path,
+        metavar="FILE",
+        help="also write the selected row positions (and clusters) to FILE, format from extension",
+    )
     sel.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
     sel.add_argument("--models", help="model slots, e.g. embedder=/models/minilm")
     sel.add_argument("--input-format", choices=FORMATS)
@@ -378,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (InstructfastError, ValueError, TypeError) as e:
+    except (InstructfastError, OSError) as e:  # anything else is a bug: let its traceback show
         print(f"instructfast: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

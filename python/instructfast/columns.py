@@ -14,8 +14,8 @@ alternating user/assistant) are scored on their **last assistant turn**: that tu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -194,9 +194,7 @@ def _detect(names: list[str]) -> ResolvedColumns:
                 history=lay.history if lay.history in present else None,
             )
     missing = [c for c in ("instruction", "output") if c not in present]
-    known = "; ".join(
-        f"{lay.name} ({'/'.join(lay.required())})" for lay in LAYOUTS
-    )
+    known = "; ".join(f"{lay.name} ({'/'.join(lay.required())})" for lay in LAYOUTS)
     msg = (
         f"missing required column{'s' if len(missing) > 1 else ''} "
         + " and ".join(f"`{c}`" for c in missing)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -22,9 +23,10 @@ import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from ._arrow import to_reader
 from ._typing import FileFormat
 from .columns import LAYOUTS
-from .errors import InputFormatError
+from .errors import ArgumentError, InputFormatError
 
 _EXT: dict[str, FileFormat] = {
     ".json": "json",
@@ -41,9 +43,7 @@ _EXT: dict[str, FileFormat] = {
 FORMATS: tuple[str, ...] = ("json", "jsonl", "parquet", "arrow", "arrows", "csv")
 # Columns that hold text in known layouts: read as strings even where a CSV/JSON
 # reader would infer numbers (e.g. an `input` column holding "42").
-_TEXT_COLUMNS = sorted(
-    {c for lay in LAYOUTS for c in (lay.instruction, lay.input, lay.output) if c}
-)
+_TEXT_COLUMNS = sorted({c for lay in LAYOUTS for c in (lay.instruction, lay.input, lay.output) if c})
 
 
 def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileFormat:
@@ -51,7 +51,7 @@ def detect_format(path: str | os.PathLike[str], fmt: str | None = None) -> FileF
     if fmt is not None:
         if fmt not in FORMATS:
             msg = f"`format` must be one of {FORMATS}, got {fmt!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         return fmt  # type: ignore[return-value]
     p = Path(path)
     suffixes = [s.lower() for s in p.suffixes]
@@ -143,6 +143,15 @@ def read_table(path: str | os.PathLike[str], *, format: str | None = None) -> pa
     return pa.Table.from_batches(list(src.batches()), schema=src.schema)
 
 
+def to_table(data: Any) -> pa.Table:
+    """A whole :class:`pyarrow.Table` from a record file's path or anything :func:`instructfast.score` takes."""
+    if isinstance(data, (str, os.PathLike)):
+        return read_table(data)
+    if isinstance(data, pa.Table):
+        return data
+    return to_reader(data).read_all()
+
+
 def _first_byte(p: Path) -> bytes:
     with pa.input_stream(str(p), compression="detect") as f:
         chunk = f.read(4096)
@@ -154,7 +163,9 @@ def _scan_parquet(p: Path, batch_rows: int) -> FileSource:
     # cached as it goes, so memory grew with the row count (measured: 268 vs 52 MiB peak
     # Arrow allocation over 1M rows); streaming must stay flat.
     pf = pq.ParquetFile(p, pre_buffer=False)
-    return FileSource(p, "parquet", pf.schema_arrow, pf.metadata.num_rows, lambda: pf.iter_batches(batch_size=batch_rows))
+    return FileSource(
+        p, "parquet", pf.schema_arrow, pf.metadata.num_rows, lambda: pf.iter_batches(batch_size=batch_rows)
+    )
 
 
 def _scan_ipc(p: Path, fmt: FileFormat) -> FileSource:
@@ -245,7 +256,9 @@ def _record_type_problem(records: list[dict]) -> str | None:
             if k not in first:
                 first[k] = (t, i)
             elif first[k][0] is not t and not (first[k][0] is float and t is int):
-                return f"record {i}: field `{k}` is {type(v).__name__} but record {first[k][1]} has {first[k][0].__name__}"
+                return (
+                    f"record {i}: field `{k}` is {type(v).__name__} but record {first[k][1]} has {first[k][0].__name__}"
+                )
     return None
 
 

@@ -36,16 +36,19 @@ import contextlib
 import importlib.util
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
-from .errors import MissingDependencyError
+from .errors import ArgumentError, MissingDependencyError
+from .options import KnnOptions
 
-DEFAULT_EXACT_MAX = 200_000
-DEFAULT_RECALL_TARGET = 0.95
-DEFAULT_RECALL_SAMPLE = 1000
+# The search defaults are the knn option defaults (one place: instructfast.options.KnnOptions).
+DEFAULT_EXACT_MAX: int = KnnOptions.exact_max
+DEFAULT_RECALL_TARGET: float = KnnOptions.recall_target
+DEFAULT_RECALL_SAMPLE: int = KnnOptions.recall_sample
 Exclude = Literal["none", "position", "match"]
 
 
@@ -75,7 +78,7 @@ class SearchReport:
         n = self.recall_checked.get(k, 0)
         return self.recall_found.get(k, 0) / n if n else None
 
-    def merge(self, other: "SearchReport") -> None:
+    def merge(self, other: SearchReport) -> None:
         self.queries += other.queries
         self.k = max(self.k, other.k)
         self.nprobe = other.nprobe
@@ -99,16 +102,16 @@ def as_unit_vectors(x: object, what: str = "vectors") -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] < 1:
         msg = f"{what} must be a 2-D array [rows, dim], got shape {a.shape}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     bad = ~np.isfinite(a).all(axis=1)
     if bad.any():
         msg = f"{what}: {int(bad.sum())} row(s) hold NaN or infinite values (first: row {int(np.flatnonzero(bad)[0])})"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     norms = np.linalg.norm(a, axis=1)
     zero = norms == 0
     if zero.any():
         msg = f"{what}: {int(zero.sum())} row(s) are all zeros and have no direction (first: row {int(np.flatnonzero(zero)[0])})"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return np.ascontiguousarray(a / norms[:, None], dtype=np.float32)
 
 
@@ -131,7 +134,7 @@ def choose_backend(backend: str = "auto", device: str | None = None) -> tuple[st
     """
     if backend not in ("auto", "faiss", "torch"):
         msg = f"`knn_backend` must be 'auto', 'faiss' or 'torch', got {backend!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if device is None and backend != "faiss" and _torch_cuda():
         device = "cuda"
     cuda = device is not None and str(device).startswith("cuda")
@@ -140,7 +143,7 @@ def choose_backend(backend: str = "auto", device: str | None = None) -> tuple[st
     if backend == "faiss":
         if cuda:
             msg = "the faiss backend runs on the CPU here; use knn_backend='torch' (or auto) with a CUDA device"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         if not faiss_available():
             msg = "faiss is not installed: pip install faiss-cpu (or use knn_backend='torch')"
             raise MissingDependencyError(msg)
@@ -230,7 +233,7 @@ class NeighborIndex:
         v = np.asarray(vectors)
         if v.ndim != 2 or v.shape[1] < 1:
             msg = f"vectors must be a 2-D array [rows, dim], got shape {v.shape}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         self.vectors = np.ascontiguousarray(v, dtype=np.float32)
         self.n, self.dim = self.vectors.shape
         if self.n:
@@ -240,15 +243,17 @@ class NeighborIndex:
                 dev[s : s + 8192] = np.abs(np.einsum("ij,ij->i", blk, blk) - 1.0)
             if not np.isfinite(dev).all() or dev.max() > 1e-3:
                 r = int(np.argmax(np.where(np.isfinite(dev), dev, np.inf)))
-                msg = f"vectors must be unit-normalised (row {r} has squared norm 1{dev[r]:+.2e}); use as_unit_vectors()"
-                raise ValueError(msg)
+                msg = (
+                    f"vectors must be unit-normalised (row {r} has squared norm 1{dev[r]:+.2e}); use as_unit_vectors()"
+                )
+                raise ArgumentError(msg)
         if not (0.0 < recall_target <= 1.0):
             msg = f"`knn_recall_target` must be in (0, 1], got {recall_target!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         for name, val in (("knn_exact_max", exact_max), ("margin", margin + 1), ("block_rows", block_rows)):
             if int(val) < 1:
                 msg = f"`{name}` must be positive, got {val!r}"
-                raise ValueError(msg)
+                raise ArgumentError(msg)
         self.backend, self.device = choose_backend(backend, device)
         self.threads = threads
         # A saved IVF index is used only when the pool is too large for exact search here.
@@ -284,7 +289,11 @@ class NeighborIndex:
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
         ivf.cp.seed = self.seed
         n_train = min(self.n, 256 * nlist)
-        train = self.vectors if n_train == self.n else self.vectors[np.sort(self._rng.choice(self.n, n_train, replace=False))]
+        train = (
+            self.vectors
+            if n_train == self.n
+            else self.vectors[np.sort(self._rng.choice(self.n, n_train, replace=False))]
+        )
         with _threads("faiss", self.threads):
             ivf.train(train)
             for s in range(0, self.n, self.block_rows):
@@ -336,18 +345,18 @@ class NeighborIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.dim:
             msg = f"queries must be [rows, {self.dim}] to match the pool, got shape {q.shape}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         if k < 1:
             msg = f"k must be >= 1, got {k}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         if exclude not in ("none", "position", "match"):
             msg = f"exclude must be 'none', 'position' or 'match', got {exclude!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         m = q.shape[0]
         if exclude == "position":
             if query_ids is None or len(query_ids) != m:
                 msg = "exclude='position' needs query_ids, one pool id (or -1) per query"
-                raise ValueError(msg)
+                raise ArgumentError(msg)
             qids = np.asarray(query_ids, dtype=np.int64)
         else:
             qids = np.full(m, -1, dtype=np.int64)
@@ -513,7 +522,7 @@ def knn_distances(
     ks = sorted(set(int(i) for i in ks))
     if not ks or ks[0] < 1:
         msg = f"neighbour ranks must be >= 1, got {ks}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     index = NeighborIndex(vectors, **index_options)  # type: ignore[arg-type]
     kmax = ks[-1]
     d, _, report = index.search(

@@ -13,18 +13,21 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from ._api import keyword_only
 from ._arrow import rebatch
-from .errors import InstructfastError
+from .errors import ArgumentError, ResumeError
 from .io import atomic_writer, detect_format, scan_file
+from .options import ScoreOptions
 from .rules import Rule
-from .scoring import REPORT_KEY, ScoreReport, Scorer, make_options
+from .scoring import REPORT_KEY, Scorer, ScoreReport
 from .summary import Summary
 
 STATE = "state.json"
@@ -39,19 +42,20 @@ class FileRunResult:
     summary: Summary
 
 
+@keyword_only("indicators", "rule", "columns")
 def score_file(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    *,
     indicators: Sequence[str] | str | None = None,
     rule: str | Rule | Mapping[str, Any] | None = None,
     columns: Mapping[str, str] | None = None,
-    *,
     input_format: str | None = None,
     output_format: str | None = None,
     models: Mapping[str, str] | None = None,
     threads: int | None = None,
     batch_rows: int = 65_536,
-    mtld_threshold: float = 0.72,
+    mtld_threshold: float | None = None,
     device: str | None = None,
     options: Mapping[str, object] | None = None,
     checkpoint_rows: int = 100_000,
@@ -73,14 +77,22 @@ def score_file(
     >>> r.rows, instructfast.read_table(r.output).column("mtld").to_pylist()
     (1, [3.0])
     """
+    if isinstance(checkpoint_rows, bool) or not isinstance(checkpoint_rows, int) or checkpoint_rows < 1:
+        msg = f"`checkpoint_rows` must be a positive integer, got {checkpoint_rows!r}"
+        raise ArgumentError(msg)
     out = Path(output)
     out_fmt = detect_format(out, output_format)
-    opts = make_options(
-        threads=threads, batch_rows=batch_rows, mtld_threshold=mtld_threshold, models=models, device=device, options=options
+    opts = ScoreOptions.build(
+        threads=threads,
+        batch_rows=batch_rows,
+        mtld_threshold=mtld_threshold,
+        models=models,
+        device=device,
+        options=options,
     )
     text_cols = tuple(columns.values()) if columns else ()
     src = scan_file(input, format=input_format, batch_rows=batch_rows, text_columns=text_cols)
-    scorer = Scorer(src.schema, indicators, rule, columns, opts)
+    scorer = Scorer(src.schema, indicators=indicators, rule=rule, columns=columns, options=opts)
     partial = out.with_name(out.name + ".partial")
     fingerprint = _fingerprint(src.path, indicators, scorer, columns, opts)
     state = _load_state(partial, fingerprint, restart)
@@ -132,7 +144,7 @@ def score_file(
                     w.write(b)
         w.metadata[REPORT_KEY] = report.to_json().encode()
     shutil.rmtree(partial, ignore_errors=True)
-    scorer.finish_warnings()
+    scorer.finish_warnings(stacklevel=4)  # user -> keyword_only wrapper -> score_file -> here
     return FileRunResult(out, state["rows"], done, report, summary)
 
 
@@ -145,9 +157,8 @@ def _fingerprint(path: Path, indicators, scorer: Scorer, columns, opts) -> str:
         "columns": scorer.plan.columns(),
         "rule": scorer.rule.to_dict() if scorer.rule else None,
         "map": dict(columns or {}),
-        "mtld_threshold": opts.mtld_threshold,
         "models": dict(opts.models),
-        "extra": {k: repr(v) for k, v in opts.extra.items()},
+        "options": {k: repr(v) for k, v in opts.to_flat().items()},
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -167,7 +178,7 @@ def _load_state(partial: Path, fingerprint: str, restart: bool) -> dict:
             f"{partial} holds a partial run of a different input or different settings; "
             "rerun with the same settings to resume it, or pass --restart (restart=True) to discard it"
         )
-        raise InstructfastError(msg)
+        raise ResumeError(msg)
     return state
 
 

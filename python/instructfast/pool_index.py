@@ -22,14 +22,15 @@ import datetime as _dt
 import json
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from .columns import CanonicalBatch
-from .errors import InputFormatError, SchemaError
+from .errors import ArgumentError, InputFormatError, OutputExistsError, SchemaError
 from .neighbors import DEFAULT_EXACT_MAX, NeighborIndex
 
 POOL_FORMAT = "instructfast-knn-pool"
@@ -50,6 +51,9 @@ class RecordVectors:
         instruction + input + output with the configured embedder.
     models, device, threads
         Embedder slot (``models["embedder"]``), device and CPU threads.
+    runtime
+        Batching settings for the embedder (``token_budget``, ``max_rows``, ``slack`` ...), as
+        :meth:`instructfast.options.OnnxModelOptions.runtime` gives them.
     """
 
     def __init__(
@@ -59,11 +63,13 @@ class RecordVectors:
         models: Mapping[str, str] | None = None,
         device: str | None = None,
         threads: int | None = None,
+        runtime: Mapping[str, Any] | None = None,
     ) -> None:
         self.vectors_column = vectors_column
         self.models = dict(models or {})
         self.device = device
         self.threads = threads
+        self.runtime = dict(runtime or {})
         self.dim: int | None = None
         self._embedder = None
 
@@ -72,8 +78,16 @@ class RecordVectors:
         if self.vectors_column is None and self._embedder is None:
             from .models.embedder import load_embedder
 
-            self._embedder = load_embedder(self.models or None, device=self.device, threads=self.threads)
+            self._embedder = load_embedder(
+                self.models or None, device=self.device, threads=self.threads, **self.runtime
+            )
             self.dim = int(self._embedder.dim)
+
+    def model_record(self) -> dict[str, Any]:
+        """The embedder in use, for a run record."""
+        self.start()
+        emb = self._embedder
+        return {**emb.model.source_record(), "slot": "embedder"}
 
     def identity(self) -> dict[str, Any]:
         """What the vectors are: a pool and the rows searched against it must agree on this."""
@@ -97,9 +111,11 @@ class RecordVectors:
 
     def encode_column(self, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         """Vectors from a user column: nulls, non-finite and all-zero rows are left out by reason."""
-        from .selection.vectors import column_vectors, unit_rows
+        from .vectors import column_vectors, unit_rows
 
-        x, valid = column_vectors(pa.table({self.vectors_column or "vectors": column}), self.vectors_column or "vectors")
+        x, valid = column_vectors(
+            pa.table({self.vectors_column or "vectors": column}), self.vectors_column or "vectors"
+        )
         if x.shape[0] and valid.any():
             self._check_dim(x.shape[1], f"knn_vectors column `{self.vectors_column}`")
         u, pos, reasons = unit_rows(x, valid)
@@ -111,7 +127,7 @@ class RecordVectors:
         self, batch: CanonicalBatch, progress: Callable[[int], None] | None = None
     ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
         """Embed instruction + input + output of the rows with a non-empty text and an output."""
-        from .models.embedder import embedding_texts
+        from .prompts import embedding_texts
 
         self.start()
         texts = embedding_texts(batch)
@@ -205,7 +221,7 @@ class ReferencePool:
         self.source_rows = np.asarray(source_rows, dtype=np.int64)
         if self.vectors.ndim != 2 or self.vectors.shape[0] != self.source_rows.shape[0]:
             msg = f"pool vectors {self.vectors.shape} and source rows {self.source_rows.shape} disagree"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         self.identity = dict(identity)
         self.manifest = dict(manifest or {})
         self.ivf = ivf
@@ -232,7 +248,7 @@ class ReferencePool:
         path = Path(path)
         if path.exists() and not overwrite:
             msg = f"{path} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
-            raise FileExistsError(msg)
+            raise OutputExistsError(msg)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -252,7 +268,11 @@ class ReferencePool:
             "count": self.count,
             "dim": self.dim,
             "index": index_info,
-            **{k: v for k, v in self.manifest.items() if k not in ("format", "version", "vectors", "count", "dim", "index")},
+            **{
+                k: v
+                for k, v in self.manifest.items()
+                if k not in ("format", "version", "vectors", "count", "dim", "index")
+            },
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if path.exists():
@@ -263,7 +283,7 @@ class ReferencePool:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None) -> "ReferencePool":
+    def load(cls, path: str | os.PathLike[str], *, expect: Mapping[str, Any] | None = None) -> ReferencePool:
         """Read a pool folder; with ``expect`` (the run's vector identity) a mismatch raises."""
         path = Path(path)
         mf = path / MANIFEST
@@ -354,7 +374,7 @@ def build_pool(
     ivf = None
     if vectors.shape[0] > exact_max:
         ivf = NeighborIndex(vectors, exact_max=exact_max, backend="faiss", threads=threads, nlist=nlist, seed=seed).ivf
-    from . import __version__
+    from ._version import __version__
 
     manifest = {
         "source": {

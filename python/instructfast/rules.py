@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -90,7 +91,7 @@ class Rule:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Rule":
+    def from_dict(cls, d: Mapping[str, Any]) -> Rule:
         unknown = set(d) - {"name", "intercept", "coefficients", "provenance", "target", "notes", "stats"}
         if unknown:
             msg = f"unknown rule fields {sorted(unknown)}; expected name, intercept, coefficients[, provenance, target, notes, stats]"
@@ -102,7 +103,7 @@ class Rule:
         return cls(**dict(d))
 
     @classmethod
-    def from_json(cls, path: str | os.PathLike[str]) -> "Rule":
+    def from_json(cls, path: str | os.PathLike[str]) -> Rule:
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:

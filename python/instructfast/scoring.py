@@ -10,18 +10,30 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import pyarrow as pa
 
-from . import _native
+from ._api import keyword_only
 from ._arrow import rebatch, to_reader, total_rows
+from ._native import IMPL_REASON
 from .columns import ResolvedColumns, resolve_columns
-from .errors import NullValuesWarning, RuleError, SchemaError, UnavailableIndicatorWarning
-from .indicators import REGISTRY, plan, provider_of
-from .indicators.base import NullCounter, ScoreOptions
+from .errors import (
+    ArgumentTypeError,
+    IndicatorUnavailableError,
+    NullValuesWarning,
+    RuleError,
+    SchemaError,
+    UnavailableIndicatorWarning,
+)
+from .indicators import plan, provider_of
+from .indicators.base import NullCounter
+from .models.registry import check_models
+from .options import ScoreOptions
 from .rules import Rule, get_rule
+from .run_record import RunRecord
 
 RULE_COLUMN = "predicted_log_loss"
 REPORT_KEY = b"instructfast.report"
@@ -29,7 +41,34 @@ REPORT_KEY = b"instructfast.report"
 
 @dataclass
 class ScoreReport:
-    """What one run did: rows, layout, computed and unavailable indicators, nulls by reason."""
+    """What one run did: rows, layout, computed and unavailable indicators, nulls by reason, and the run record.
+
+    Attributes
+    ----------
+    rows
+        Rows scored.
+    layout
+        How the input's columns were read (``alpaca: instruction=`instruction`, ...``).
+    impl
+        The text core in use and why (also in ``run.implementations``; kept for older readers).
+    columns
+        Indicator columns written, in order.
+    unavailable
+        Indicators left out of a default run, with the reason.
+    kept_from_input
+        Indicator columns the input already had, kept as they are.
+    nulls
+        Null values by column and reason.
+    notes
+        Values computed with a caveat, by column and what (truncated prompts, approximate search).
+    rule
+        The rule applied, if any.
+    seconds
+        Wall time (also ``run.seconds``).
+    run
+        The :class:`~instructfast.run_record.RunRecord`: implementations, models with hashes,
+        versions, options, start time.
+    """
 
     rows: int = 0
     layout: str = ""
@@ -41,22 +80,27 @@ class ScoreReport:
     notes: dict[str, dict[str, int]] = field(default_factory=dict)
     rule: str | None = None
     seconds: float = 0.0
+    run: RunRecord = field(default_factory=RunRecord)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True, default=str)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ScoreReport":
-        return cls(**json.loads(text))
+    def from_json(cls, text: str | bytes) -> ScoreReport:
+        """Read a stored report; reports written before the run record (or by newer versions) are read too."""
+        data = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in names and k != "run"}
+        return cls(**kw, run=RunRecord.from_dict(data.get("run")))
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> "ScoreReport | None":
+    def from_table(cls, table: pa.Table) -> ScoreReport | None:
         """The report stored in a scored table's (or Parquet file's) schema metadata."""
         meta = table.schema.metadata or {}
         return cls.from_json(meta[REPORT_KEY]) if REPORT_KEY in meta else None
 
     @classmethod
-    def from_file(cls, path) -> "ScoreReport | None":
+    def from_file(cls, path) -> ScoreReport | None:
         """The report in a scored Parquet file's footer (written by the CLI / score_file)."""
         import pyarrow.parquet as pq
 
@@ -89,16 +133,28 @@ class Scorer:
     [3.0]
     """
 
+    @keyword_only("indicators", "rule", "columns", "options")
     def __init__(
         self,
         schema: pa.Schema,
+        *,
         indicators: Sequence[str] | str | None = None,
         rule: str | Rule | Mapping[str, Any] | None = None,
         columns: Mapping[str, str] | None = None,
         options: ScoreOptions | None = None,
     ) -> None:
+        if not isinstance(schema, pa.Schema):
+            msg = f"`schema` must be a pyarrow.Schema, got {type(schema).__name__}"
+            raise ArgumentTypeError(msg)
+        if options is not None and not isinstance(options, ScoreOptions):
+            msg = (
+                f"`options` must be a ScoreOptions (build one with ScoreOptions.build(options={{...}})), "
+                f"got {type(options).__name__}"
+            )
+            raise ArgumentTypeError(msg)
         self.schema = schema
         self.options = options or ScoreOptions()
+        check_models(self.options.models)
         self.resolved: ResolvedColumns = resolve_columns(schema, columns)
         self.rule = get_rule(rule) if rule is not None else None
         if self.rule is not None and RULE_COLUMN in schema.names:
@@ -120,12 +176,19 @@ class Scorer:
         self.nulls = NullCounter()
         self.report = ScoreReport(
             layout=self.resolved.describe(),
-            impl=_native.IMPL_REASON,
+            impl=IMPL_REASON,
             columns=self.plan.columns(),
             unavailable=dict(self.plan.unavailable),
             kept_from_input=self.plan.skipped_present,
             rule=self.rule.name if self.rule else None,
+            run=RunRecord.start(),
         )
+        self.report.run.options = {
+            "threads": self.options.resolved_threads,
+            "batch_rows": self.options.batch_rows,
+            "device": self.options.device or "auto",
+            **self.options.to_flat(),
+        }
         self._started = False
 
     @property
@@ -154,17 +217,25 @@ class Scorer:
         raise RuleError(msg)
 
     def start(self) -> None:
+        """Load every indicator's models (once); their choices go into the run record."""
         if not self._started:
             for ind in self.plan.indicators:
                 ind.start()
             self._started = True
+            self._record()
+
+    def _record(self) -> None:
+        run = self.report.run
+        run.implementations.setdefault("text core", IMPL_REASON)
+        for ind in self.plan.indicators:
+            ind.record(run)
 
     def close(self) -> None:
         for ind in self.plan.indicators:
             ind.close()
         self._started = False
 
-    def __enter__(self) -> "Scorer":
+    def __enter__(self) -> Scorer:
         self.start()
         return self
 
@@ -185,8 +256,12 @@ class Scorer:
     def score_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Score one batch of row-scoped indicators; the batch's rows come back in order."""
         if self.has_pool_indicators:
-            msg = "pool indicators (knn_*) need the whole table: use score() / score_file(), not score_batch()"
-            raise RuntimeError(msg)
+            cols = [c for ind in self.plan.indicators if ind.scope == "pool" for c in ind.wanted]
+            msg = (
+                f"{cols} need the whole table as their pool: use score() / score_file(), not score_batch(), "
+                "or measure against a reference pool (options={'knn_pool': DIR}, built by `instructfast index build`)"
+            )
+            raise IndicatorUnavailableError(msg)
         self.start()
         new = self._row_columns(batch)
         out = _append(batch, new)
@@ -226,8 +301,10 @@ class Scorer:
                 yield from self._score_with_pool(batches)
         finally:
             self.report.seconds += time.perf_counter() - t0
+            self.report.run.seconds = self.report.seconds
             self.report.nulls = self.nulls.as_dict()
             self.report.notes = self.nulls.notes_dict()
+            self._record()  # search methods and the like are known only after the last batch
 
     def _score_with_pool(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         # Pool indicators see every row before any value exists, so row results are
@@ -250,13 +327,18 @@ class Scorer:
             start += b.num_rows
             yield out
 
-    def finish_warnings(self) -> None:
-        """One summary warning for nulls and one for unavailable indicators (never one per row)."""
+    def finish_warnings(self, stacklevel: int = 3) -> None:
+        """One summary warning for nulls and one for unavailable indicators (never one per row).
+
+        ``stacklevel`` counts frames from here to the user's call (3: the user called the
+        function that calls this one directly).
+        """
         if self.report.unavailable:
             text = "; ".join(f"{k}: {v}" for k, v in self.report.unavailable.items())
-            warnings.warn(f"indicators not computed: {text}", UnavailableIndicatorWarning, stacklevel=3)
+            warnings.warn(f"indicators not computed: {text}", UnavailableIndicatorWarning, stacklevel=stacklevel)
         if self.report.nulls:
-            warnings.warn(f"null values by reason: {self.report.null_summary()}", NullValuesWarning, stacklevel=3)
+            summary = f"null values by reason: {self.report.null_summary()}"
+            warnings.warn(summary, NullValuesWarning, stacklevel=stacklevel)
 
 
 def _append(batch: pa.RecordBatch, cols: Mapping[str, pa.Array]) -> pa.RecordBatch:
@@ -267,35 +349,17 @@ def _append(batch: pa.RecordBatch, cols: Mapping[str, pa.Array]) -> pa.RecordBat
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-def make_options(
-    *,
-    threads: int | None,
-    batch_rows: int,
-    mtld_threshold: float,
-    models: Mapping[str, str] | None,
-    device: str | None,
-    options: Mapping[str, object] | None,
-) -> ScoreOptions:
-    return ScoreOptions(
-        threads=threads,
-        batch_rows=batch_rows,
-        mtld_threshold=mtld_threshold,
-        models=dict(models or {}),
-        device=device,
-        extra=dict(options or {}),
-    )
-
-
+@keyword_only("indicators", "rule", "columns")
 def score(
     data: Any,
+    *,
     indicators: Sequence[str] | str | None = None,
     rule: str | Rule | Mapping[str, Any] | None = None,
     columns: Mapping[str, str] | None = None,
-    *,
     models: Mapping[str, str] | None = None,
     threads: int | None = None,
     batch_rows: int = 65_536,
-    mtld_threshold: float = 0.72,
+    mtld_threshold: float | None = None,
     device: str | None = None,
     options: Mapping[str, object] | None = None,
     progress: bool = False,
@@ -327,11 +391,13 @@ def score(
     batch_rows
         Streaming unit in rows; bounds memory together with the models' own batching.
     mtld_threshold
-        MTLD factor threshold.
+        MTLD factor threshold (default 0.72, lexicalrichness'; also the option ``mtld_threshold``).
     device
         ``"cpu"``, ``"cuda"`` or ``None`` (auto) for model indicators.
     options
-        Indicator-specific options by key.
+        Settings by flat key (``{"lm_token_budget": 4096, "knn_exact_max": 100000}``); every key is
+        listed by ``instructfast options`` and :func:`instructfast.options.describe_options`. An
+        unknown key raises :class:`~instructfast.OptionError` naming the nearest valid one.
     progress
         Show a progress bar (rows/s) on stderr.
 
@@ -353,12 +419,17 @@ def score(
     >>> out.column("output_words").to_pylist()
     [4]
     """
-    opts = make_options(
-        threads=threads, batch_rows=batch_rows, mtld_threshold=mtld_threshold, models=models, device=device, options=options
+    opts = ScoreOptions.build(
+        threads=threads,
+        batch_rows=batch_rows,
+        mtld_threshold=mtld_threshold,
+        models=models,
+        device=device,
+        options=options,
     )
     total = total_rows(data)
     reader = to_reader(data)
-    scorer = Scorer(reader.schema, indicators, rule, columns, opts)
+    scorer = Scorer(reader.schema, indicators=indicators, rule=rule, columns=columns, options=opts)
     bar = _progress_bar(total) if progress else None
     batches = []
     try:
@@ -372,7 +443,7 @@ def score(
     table = pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
     meta = dict(table.schema.metadata or {})
     meta[REPORT_KEY] = scorer.report.to_json().encode()
-    scorer.finish_warnings()
+    scorer.finish_warnings(stacklevel=4)  # user -> keyword_only wrapper -> score -> here
     return table.replace_schema_metadata(meta)
 
 
@@ -389,5 +460,4 @@ def _counting(batches: Iterator[pa.RecordBatch], bar) -> Iterator[pa.RecordBatch
             bar.update(b.num_rows)
 
 
-def known_indicator_names() -> list[str]:
-    return sorted(REGISTRY)
+__all__ = ["REPORT_KEY", "RULE_COLUMN", "ScoreReport", "Scorer", "score"]

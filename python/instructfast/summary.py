@@ -89,7 +89,10 @@ class Summary:
         for r in self.rows():
             lines.append([str(r.get(h, "")) if h in ("column", "count", "nulls") else _fmt(r.get(h)) for h in head])
         widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-        text = "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in lines)
+        text = "\n".join(
+            "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+            for row in lines
+        )
         if null_reasons:
             text += "\nnulls by reason:"
             for col, reasons in null_reasons.items():

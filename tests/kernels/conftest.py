@@ -1,35 +1,25 @@
-"""Shared setup of the Triton kernel tests: interpreter mode, imports, seeds, comparisons.
+"""Shared setup of the Triton kernel tests: interpreted kernels, imports, comparisons.
 
-``TRITON_INTERPRET=1`` must be in the environment before a ``@triton.jit`` decorator runs (triton
-reads it at decoration time), so it is set here, at conftest import, before any test module
-imports a kernel. The interpreter runs the kernels on CPU tensors with numpy: slow, so the tests
-use few rows and big blocks. On a GPU machine the same tests still run interpreted on CPU;
-``bench/bench_logprob_gpu.py`` checks the compiled kernels.
+The kernels run here on CPU tensors through Triton's interpreter, which needs
+``TRITON_INTERPRET=1`` in the environment *before triton is imported* (triton's own library
+functions are decorated at that import). So this folder runs in its own process with the variable
+set, ``TRITON_INTERPRET=1 pytest tests/kernels`` (``make test`` does that after the main suite,
+which leaves this folder out); no test module sets it. On a GPU machine, ``bench/gpu/run.sh``
+checks the compiled kernels on CUDA.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import sys
-import time
-import types
-from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "1"
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # tests.references, whichever test directory pytest collects first
-    sys.path.insert(0, str(REPO))
-
-from tests.references import compare  # noqa: E402
+from tests.references import compare
 
 try:
-    import triton  # noqa: F401, E402
+    import triton  # noqa: F401
 
     HAVE_TRITON = True
 except ImportError:  # the torch-path tests still run
@@ -37,57 +27,26 @@ except ImportError:  # the torch-path tests still run
 
 
 def import_kernel(name: str):
-    """``instructfast.kernels.<name>`` when the package is installed, else ``kernels.<name>`` of this checkout."""
+    """``instructfast.kernels.<name>``, which must be interpreted (see the module docstring)."""
     if not HAVE_TRITON:
         pytest.skip("triton is not installed")
-    try:
-        module = importlib.import_module(f"instructfast.kernels.{name}")
-    except Exception:  # not installed, or the package __init__ is broken mid-development
-        module = importlib.import_module(f"kernels.{name}")  # REPO is on sys.path (above)
+    module = importlib.import_module(f"instructfast.kernels.{name}")
     if not module.INTERPRETED:
-        pytest.skip(f"{module.__name__} was imported before TRITON_INTERPRET=1 was set; run tests/kernels alone")
+        pytest.fail(
+            "the Triton kernels are compiled in this process: run this folder as "
+            f"`TRITON_INTERPRET=1 pytest tests/kernels` (TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r})"
+        )
     return module
 
 
-def _source_package() -> types.ModuleType:
-    """Load python/instructfast/indicators/logprob*.py under a private package name.
-
-    Used only when ``import instructfast`` fails (the package is built in parallel and its
-    ``__init__`` may import modules that do not exist yet, or raise while half-written): the files under test are the same,
-    and the real ``instructfast`` entry in sys.modules is left untouched for other tests.
-    """
-    root = REPO / "python" / "instructfast"
-    name = "_instructfast_src_for_kernel_tests"
-    if name not in sys.modules:
-        for pkg, path in ((name, root), (f"{name}.indicators", root / "indicators")):
-            module = types.ModuleType(pkg)
-            module.__path__ = [str(path)]
-            sys.modules[pkg] = module
-    return sys.modules[name]
-
-
 def import_indicator(name: str):
-    """``instructfast.indicators.<name>`` (``logprob`` / ``logprob_torch``) and the matching errors module."""
-    try:
-        module = importlib.import_module(f"instructfast.indicators.{name}")
-        errors = importlib.import_module("instructfast.errors")
-    except Exception:  # see _source_package
-        pkg = _source_package().__name__
-        module = importlib.import_module(f"{pkg}.indicators.{name}")
-        errors = importlib.import_module(f"{pkg}.errors")
-    return module, errors
+    """``instructfast.ops.<name>`` (``logprob`` / ``logprob_torch``) and ``instructfast.errors``."""
+    return importlib.import_module(f"instructfast.ops.{name}"), importlib.import_module("instructfast.errors")
 
 
-@pytest.fixture
-def seed() -> int:
-    """A fresh seed per test (``INSTRUCTFAST_TEST_SEED`` replays one); printed, so shown on failure."""
-    value = int(os.environ.get("INSTRUCTFAST_TEST_SEED", time.time_ns() % 2**31))
-    torch.manual_seed(value)
-    print(f"seed = {value} (replay with INSTRUCTFAST_TEST_SEED={value})")
-    return value
-
-
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, seed: int, what: str = "") -> None:
+def _assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, seed: int, what: str = ""
+) -> None:
     """:func:`tests.references.compare` (NaN == NaN); on failure name the worst indices and the seed."""
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     res = compare(actual, expected, atol=atol, rtol=rtol)
@@ -123,11 +82,11 @@ def fused_kernel():
 
 @pytest.fixture(scope="session")
 def torch_path():
-    """The shipped torch twin, ``instructfast.indicators.logprob_torch``."""
+    """The shipped torch twin, ``instructfast.ops.logprob_torch``."""
     return import_indicator("logprob_torch")[0]
 
 
 @pytest.fixture(scope="session")
 def dispatch():
-    """``(instructfast.indicators.logprob, instructfast.errors)``: the public dispatcher and its errors."""
+    """``(instructfast.ops.logprob, instructfast.errors)``: the public dispatcher and its errors."""
     return import_indicator("logprob")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.references import DTYPE_IDS, TOLERANCES, reference_fused_linear_logprobs
-
+from tests.references import TOLERANCES, reference_fused_linear_logprobs, torch_dtype
 
 # (dtype, atol, rtol), one tolerance table with bench/gpu/parity.py (see tests/references.py).
-DTYPES = [pytest.param(dt, *tol, id=DTYPE_IDS[dt]) for dt, tol in TOLERANCES["fused_linear_logprob"].items()]
-ATOL32, RTOL32 = TOLERANCES["fused_linear_logprob"][torch.float32]  # fixed-dtype cases below
+DTYPES = [pytest.param(torch_dtype(name), *tol, id=name) for name, tol in TOLERANCES["fused_linear_logprob"].items()]
+ATOL32, RTOL32 = TOLERANCES["fused_linear_logprob"]["fp32"]  # fixed-dtype cases below
 # (N, V, d, with_bias). "small-lm": a 4096-token head of width 128 (the GPU bench runs the real
 # sizes); "odd": nothing a power of two, with a bias. Kernel tiles are 16 x 128 x 32 below, so
 # V spans several column tiles with a partial last one, d several K steps with a partial last
@@ -107,7 +106,9 @@ def test_minus_inf_bias_masks_tokens(impl, check):
     targets[1] = 7
     out = impl(hidden, weight, targets, bias, -100)
     assert out[1].item() == float("-inf")
-    check(out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=ATOL32, rtol=RTOL32, what="-inf bias")
+    check(
+        out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=ATOL32, rtol=RTOL32, what="-inf bias"
+    )
 
 
 def test_batch_invariance(impl, seed):
@@ -124,7 +125,9 @@ def test_default_tiles_and_empty_batch(fused_kernel, check):
     # The launcher's own choice of tiles and splits (what the dispatcher uses), and N = 0.
     hidden, weight, bias, targets = make_inputs(21, 3000 + 1, 96, torch.bfloat16, with_bias=True)
     out = fused_kernel.fused_linear_logprob_forward(hidden, weight, targets, bias)
-    check(out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=ATOL32, rtol=RTOL32, what="defaults")
+    check(
+        out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=ATOL32, rtol=RTOL32, what="defaults"
+    )
     empty = fused_kernel.fused_linear_logprob_forward(hidden[:0], weight, targets[:0])
     assert empty.shape == (0,) and empty.dtype == torch.float32
 
@@ -160,18 +163,48 @@ def test_dispatcher_routes_and_records_no_gradient(dispatch, monkeypatch, check)
 @pytest.mark.parametrize(
     "hidden, weight, targets, bias, match",
     [
-        (torch.zeros(4, 8), torch.zeros(10, 8), torch.zeros(5, dtype=torch.int64), None,
-         r"`targets` must have shape \[N\] matching hidden \[N, d\], got targets \(5,\) and hidden \(4, 8\)"),
-        (torch.zeros(4, 8), torch.zeros(10, 9), torch.zeros(4, dtype=torch.int64), None,
-         r"`weight` must have shape \[V, d\] with d = 8 to match hidden \[N, d\], got \(10, 9\)"),
-        (torch.zeros(4, 8), torch.zeros(10, 8, dtype=torch.bfloat16), torch.zeros(4, dtype=torch.int64), None,
-         r"`weight` must have the dtype of `hidden` \(torch.float32\), got torch.bfloat16"),
-        (torch.zeros(4, 8), torch.zeros(10, 8), torch.zeros(4, dtype=torch.int64), torch.zeros(11),
-         r"`bias` must have shape \[V\] = \(10,\) to match weight \[V, d\], got \(11,\)"),
-        (torch.zeros(4, 8, dtype=torch.int32), torch.zeros(10, 8), torch.zeros(4, dtype=torch.int64), None,
-         "`hidden` must be float32, float16 or bfloat16, got torch.int32"),
-        (torch.zeros(2, 4, 8), torch.zeros(10, 8), torch.zeros(2, dtype=torch.int64), None,
-         r"`hidden` must have shape \[N, d\], got \(2, 4, 8\)"),
+        (
+            torch.zeros(4, 8),
+            torch.zeros(10, 8),
+            torch.zeros(5, dtype=torch.int64),
+            None,
+            r"`targets` must have shape \[N\] matching hidden \[N, d\], got targets \(5,\) and hidden \(4, 8\)",
+        ),
+        (
+            torch.zeros(4, 8),
+            torch.zeros(10, 9),
+            torch.zeros(4, dtype=torch.int64),
+            None,
+            r"`weight` must have shape \[V, d\] with d = 8 to match hidden \[N, d\], got \(10, 9\)",
+        ),
+        (
+            torch.zeros(4, 8),
+            torch.zeros(10, 8, dtype=torch.bfloat16),
+            torch.zeros(4, dtype=torch.int64),
+            None,
+            r"`weight` must have the dtype of `hidden` \(torch.float32\), got torch.bfloat16",
+        ),
+        (
+            torch.zeros(4, 8),
+            torch.zeros(10, 8),
+            torch.zeros(4, dtype=torch.int64),
+            torch.zeros(11),
+            r"`bias` must have shape \[V\] = \(10,\) to match weight \[V, d\], got \(11,\)",
+        ),
+        (
+            torch.zeros(4, 8, dtype=torch.int32),
+            torch.zeros(10, 8),
+            torch.zeros(4, dtype=torch.int64),
+            None,
+            "`hidden` must be float32, float16 or bfloat16, got torch.int32",
+        ),
+        (
+            torch.zeros(2, 4, 8),
+            torch.zeros(10, 8),
+            torch.zeros(2, dtype=torch.int64),
+            None,
+            r"`hidden` must have shape \[N, d\], got \(2, 4, 8\)",
+        ),
         (torch.zeros(4, 8), torch.zeros(0, 8), torch.zeros(4, dtype=torch.int64), None, "`weight` must be non-empty"),
     ],
 )

@@ -12,12 +12,11 @@ import doctest
 import pytest
 import torch
 
-from tests.references import DTYPE_IDS, TOLERANCES, reference_token_logprobs
-
+from tests.references import TOLERANCES, reference_token_logprobs, torch_dtype
 
 # (dtype, atol, rtol), one tolerance table with bench/gpu/parity.py (see tests/references.py).
-DTYPES = [pytest.param(dt, *tol, id=DTYPE_IDS[dt]) for dt, tol in TOLERANCES["logprob"].items()]
-ATOL32, RTOL32 = TOLERANCES["logprob"][torch.float32]  # fixed-dtype cases below
+DTYPES = [pytest.param(torch_dtype(name), *tol, id=name) for name, tol in TOLERANCES["logprob"].items()]
+ATOL32, RTOL32 = TOLERANCES["logprob"]["fp32"]  # fixed-dtype cases below
 # (N, V, BLOCK_V for the kernel). V > BLOCK_V everywhere, so the online log-sum-exp crosses
 # blocks and ends on a partial one: LLaMA-2's 32,000 = 7 x 4096 + 3328; 1017 = 3 x 256 + 249.
 SHAPES = [
@@ -117,7 +116,13 @@ def test_strided_rows_and_empty_batch(impl, check):
     logits = wide[:, :1000]
     targets = targets.clamp(max=999)  # -100 (ignored) is unchanged
     assert not logits.is_contiguous()
-    check(impl(logits, targets, -100, 256), reference_token_logprobs(logits, targets), atol=ATOL32, rtol=RTOL32, what="strided")
+    check(
+        impl(logits, targets, -100, 256),
+        reference_token_logprobs(logits, targets),
+        atol=ATOL32,
+        rtol=RTOL32,
+        what="strided",
+    )
     empty = impl(torch.randn(0, 64), torch.zeros(0, dtype=torch.int64), -100, 64)
     assert empty.shape == (0,) and empty.dtype == torch.float32
 
@@ -164,20 +169,45 @@ def test_dispatcher_records_no_gradient(dispatch):
 @pytest.mark.parametrize(
     "logits, targets, kwargs, error, match",
     [
-        (torch.zeros(4, 10), torch.zeros(5, dtype=torch.int64), {}, ValueError,
-         r"`targets` must have shape \[N\] matching logits \[N, V\], got targets \(5,\) and logits \(4, 10\)"),
+        (
+            torch.zeros(4, 10),
+            torch.zeros(5, dtype=torch.int64),
+            {},
+            ValueError,
+            r"`targets` must have shape \[N\] matching logits \[N, V\], got targets \(5,\) and logits \(4, 10\)",
+        ),
         (torch.zeros(4, 10), torch.zeros(4, 1, dtype=torch.int64), {}, ValueError, r"got targets \(4, 1\)"),
-        (torch.zeros(2, 3, 10), torch.zeros(2, dtype=torch.int64), {}, ValueError,
-         r"`logits` must have shape \[N, V\], got \(2, 3, 10\)"),
-        (torch.zeros(4, 10, dtype=torch.float64), torch.zeros(4, dtype=torch.int64), {}, ValueError,
-         "`logits` must be float32, float16 or bfloat16, got torch.float64"),
+        (
+            torch.zeros(2, 3, 10),
+            torch.zeros(2, dtype=torch.int64),
+            {},
+            ValueError,
+            r"`logits` must have shape \[N, V\], got \(2, 3, 10\)",
+        ),
+        (
+            torch.zeros(4, 10, dtype=torch.float64),
+            torch.zeros(4, dtype=torch.int64),
+            {},
+            ValueError,
+            "`logits` must be float32, float16 or bfloat16, got torch.float64",
+        ),
         (torch.zeros(4, 0), torch.zeros(4, dtype=torch.int64), {}, ValueError, "non-empty vocabulary"),
         (torch.zeros(4, 10), torch.zeros(4), {}, ValueError, "`targets` must hold integer token ids"),
-        (torch.zeros(4, 10), torch.zeros(4, dtype=torch.int64, device="meta"), {}, ValueError,
-         r"`targets` must be on the device of `logits` \(cpu\), got meta"),
+        (
+            torch.zeros(4, 10),
+            torch.zeros(4, dtype=torch.int64, device="meta"),
+            {},
+            ValueError,
+            r"`targets` must be on the device of `logits` \(cpu\), got meta",
+        ),
         ([[0.0, 1.0]], torch.zeros(1, dtype=torch.int64), {}, TypeError, "`logits` must be a torch.Tensor, got list"),
-        (torch.zeros(4, 10), torch.zeros(4, dtype=torch.int64), {"ignore_index": 1.5}, TypeError,
-         "`ignore_index` must be an int, got 1.5"),
+        (
+            torch.zeros(4, 10),
+            torch.zeros(4, dtype=torch.int64),
+            {"ignore_index": 1.5},
+            TypeError,
+            "`ignore_index` must be an int, got 1.5",
+        ),
     ],
 )
 def test_dispatcher_errors(dispatch, logits, targets, kwargs, error, match):
@@ -223,7 +253,10 @@ def test_dispatcher_doctests(dispatch, monkeypatch):
     finder = doctest.DocTestFinder()
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     for test in finder.find(lp, globs=globs):
-        test.examples = [e for e in test.examples if "import token_logprobs" not in e.source and
-                         "import fused_linear_logprobs" not in e.source]
+        test.examples = [
+            e
+            for e in test.examples
+            if "import token_logprobs" not in e.source and "import fused_linear_logprobs" not in e.source
+        ]
         runner.run(test)
     assert runner.failures == 0 and runner.tries >= 2

@@ -7,27 +7,28 @@ instances plus the columns each must emit.
 
 from __future__ import annotations
 
-import re
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
-from ..errors import IndicatorUnavailableError
-from .base import Availability, Indicator, ScoreOptions
+from ..errors import ArgumentError, ArgumentTypeError, IndicatorUnavailableError
+from ..options import ScoreOptions
+from .base import Availability, Indicator
 from .knn import Knn
-from .perplexity import Perplexity, Tokens
+from .logprob import LogProb
 from .reward import Reward
 from .textstats import TextStats
+from .tokens import Tokens
 from .unieval import UniEval
 
-
-REGISTRY: dict[str, type[Indicator]] = {
-    cls.name: cls for cls in (TextStats, Tokens, Perplexity, Reward, UniEval, Knn)
-}
-_KNN_RE = re.compile(r"^knn_(\d+)$")
+REGISTRY: dict[str, type[Indicator]] = {cls.name: cls for cls in (TextStats, Tokens, LogProb, Reward, UniEval, Knn)}
+"""Indicator key -> class; the keys are the file stems of every piece of each group (STYLE.md section 4)."""
 
 
 @dataclass(frozen=True)
 class IndicatorInfo:
+    """One indicator as :func:`describe` lists it: key, columns, model slots, scope and availability."""
+
     name: str
     columns: tuple[str, ...]
     models: tuple[str, ...]
@@ -37,6 +38,9 @@ class IndicatorInfo:
 
 def describe(options: ScoreOptions | None = None) -> list[IndicatorInfo]:
     """Every registered indicator with its columns, models and availability."""
+    if options is not None and not isinstance(options, ScoreOptions):
+        msg = f"`options` must be a ScoreOptions or None, got {type(options).__name__}"
+        raise ArgumentTypeError(msg)
     options = options or ScoreOptions()
     return [
         IndicatorInfo(n, tuple(c.name for c in cls.columns), cls.models, cls.scope, cls.availability(options))
@@ -45,16 +49,15 @@ def describe(options: ScoreOptions | None = None) -> list[IndicatorInfo]:
 
 
 def provider_of(column: str) -> type[Indicator] | None:
-    """The indicator class that makes ``column`` (``knn_<i>`` for any i)."""
-    if _KNN_RE.match(column):
-        return REGISTRY["knn"]
+    """The indicator class that makes ``column`` (a family member such as ``knn_10`` included)."""
     for cls in REGISTRY.values():
-        if any(c.name == column for c in cls.columns):
+        if any(c.matches(column) for c in cls.columns):
             return cls
     return None
 
 
 def all_columns() -> list[str]:
+    """Every column name (families by their default member and pattern, e.g. ``knn_6 (knn_<i>)``)."""
     return [c.name for cls in REGISTRY.values() for c in cls.columns]
 
 
@@ -95,6 +98,13 @@ def plan(
             if c not in lst:
                 lst.append(c)
 
+    if (
+        requested is not None
+        and not isinstance(requested, str)
+        and not (isinstance(requested, Sequence) and all(isinstance(x, str) for x in requested))
+    ):
+        msg = f"`indicators` must be None, a name or a list of names, got {requested!r}"
+        raise ArgumentTypeError(msg)
     if requested is None:
         for cls in REGISTRY.values():
             av = cls.availability(options)
@@ -108,11 +118,13 @@ def plan(
         for item in requested:
             cls = REGISTRY.get(item) or provider_of(item)
             if cls is None:
+                near = difflib.get_close_matches(item, [*REGISTRY, *all_columns()], n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
                 msg = (
-                    f"unknown indicator {item!r}; known indicators: {sorted(REGISTRY)}; "
-                    f"known columns: {all_columns()} (and knn_<i> for any i)"
+                    f"`indicators`: unknown indicator {item!r}{hint}; known indicators: {sorted(REGISTRY)}; "
+                    f"known columns: {all_columns()} (and knn_<i> for any i >= 1)"
                 )
-                raise ValueError(msg)
+                raise ArgumentError(msg)
             add(cls, [c.name for c in cls.columns] if item == cls.name else [item])
     for col in required:
         cls = provider_of(col)
@@ -139,4 +151,4 @@ def plan(
     return Plan(indicators, unavailable, skipped)
 
 
-__all__ = ["REGISTRY", "plan", "describe", "provider_of", "Plan", "IndicatorInfo", "ScoreOptions"]
+__all__ = ["REGISTRY", "IndicatorInfo", "Plan", "all_columns", "describe", "plan", "provider_of"]

@@ -14,21 +14,42 @@ Two scopes:
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
+import numpy as np
 import pyarrow as pa
 
-from .._cores import available_cores
 from ..columns import CanonicalBatch
+from ..models.registry import SlotStatus
+from ..options import ScoreOptions
+from ..run_record import RunRecord
+
+# Null reasons several indicators give: one spelling, so reports add up across indicators.
+NULL_OUTPUT = "output is null"
+EMPTY_OUTPUT = "output is empty"
+NULL_INSTRUCTION = "instruction is null"
 
 
 @dataclass(frozen=True)
 class OutputColumn:
+    """A column an indicator writes; ``pattern`` makes it a family (``knn_<i>`` for any i).
+
+    ``name`` is the family's default member (``knn_6``); ``pattern`` a regular expression every
+    member matches in full, with the family's parameter as its one group.
+    """
+
     name: str
     type: pa.DataType
     description: str
+    pattern: str | None = None
+
+    def matches(self, column: str) -> bool:
+        if column == self.name:
+            return True
+        return self.pattern is not None and re.fullmatch(self.pattern, column) is not None
 
 
 @dataclass(frozen=True)
@@ -40,51 +61,10 @@ class Availability:
     def explain(self) -> str:
         return self.reason + (f" ({self.hint})" if self.hint else "")
 
-
-@dataclass(frozen=True)
-class ScoreOptions:
-    """Settings shared by all indicators in one run; validated once, here.
-
-    Parameters
-    ----------
-    threads
-        Worker threads for native code; ``None`` means all cores available to the process.
-    batch_rows
-        Rows per record batch pulled from the input (the streaming unit; bounds memory).
-    mtld_threshold
-        MTLD factor threshold (lexicalrichness default 0.72).
-    models
-        Model slots to paths or ids, e.g. ``{"lm": "/models/llama", "reward": "/models/rm"}``.
-    device
-        ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
-    extra
-        Indicator-specific options by key (kept open so new indicators need no new parameters).
-    """
-
-    threads: int | None = None
-    batch_rows: int = 65_536
-    mtld_threshold: float = 0.72
-    models: Mapping[str, str] = field(default_factory=dict)
-    device: str | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            msg = f"`threads` must be a positive integer or None, got {self.threads!r}"
-            raise ValueError(msg)
-        if not isinstance(self.batch_rows, int) or self.batch_rows < 1:
-            msg = f"`batch_rows` must be a positive integer, got {self.batch_rows!r}"
-            raise ValueError(msg)
-        if not (0.0 < float(self.mtld_threshold) < 1.0):
-            msg = f"`mtld_threshold` must be in (0, 1), got {self.mtld_threshold!r}"
-            raise ValueError(msg)
-        if self.device not in (None, "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            msg = f"`device` must be 'cpu', 'cuda', 'cuda:N' or None, got {self.device!r}"
-            raise ValueError(msg)
-
-    @property
-    def resolved_threads(self) -> int:
-        return self.threads if self.threads is not None else available_cores()
+    @classmethod
+    def of(cls, status: SlotStatus) -> Availability:
+        """A model slot's status (:func:`instructfast.models.registry.slot_status`) as an availability."""
+        return cls(status.ok, status.reason, status.hint)
 
 
 class NullCounter:
@@ -144,24 +124,14 @@ class Indicator:
     def finalize(self, nulls: NullCounter) -> dict[str, pa.Array]:
         raise NotImplementedError
 
+    def record(self, run: RunRecord) -> None:
+        """Add this indicator's implementation choices and models to the run record (after start)."""
+
     def close(self) -> None:
         """Release models. Called once after the last batch, also on errors."""
 
 
-class PlannedIndicator(Indicator):
-    """An indicator whose engine is not part of this build: always reported unavailable."""
-
-    reason: ClassVar[str] = ""
-    hint: ClassVar[str] = ""
-
-    @classmethod
-    def availability(cls, options: ScoreOptions) -> Availability:
-        return Availability(False, cls.reason, cls.hint)
-
-
 def masked(values, invalid, type_: pa.DataType) -> pa.Array:
     """A pyarrow array from numpy ``values`` with nulls where the boolean mask ``invalid`` is set."""
-    import numpy as np
-
     invalid = np.asarray(invalid, dtype=bool)
     return pa.array(values, type=type_, mask=invalid if invalid.any() else None)

@@ -33,22 +33,15 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
-from ..neighbors import DEFAULT_EXACT_MAX, DEFAULT_RECALL_SAMPLE, DEFAULT_RECALL_TARGET, SearchReport
-from .base import Availability, Indicator, NullCounter, OutputColumn, ScoreOptions, masked
+from ..errors import ArgumentError
+from ..models.registry import slot_status
+from ..neighbors import SearchReport
+from ..options import ScoreOptions
+from ..run_record import RunRecord
+from .base import Availability, Indicator, NullCounter, OutputColumn, masked
 
-_COLUMN = re.compile(r"^knn_(\d+)$")
-OPTIONS = (
-    "knn_vectors",
-    "knn_pool",
-    "knn_table_in_pool",
-    "knn_self_tol",
-    "knn_exact_max",
-    "knn_nprobe",
-    "knn_nlist",
-    "knn_recall_target",
-    "knn_recall_sample",
-    "knn_backend",
-    "knn_seed",
+COLUMN = OutputColumn(
+    "knn_6", pa.float64(), "distance to the 6th nearest other record (unit embeddings)", pattern=r"knn_(\d+)"
 )
 
 
@@ -62,24 +55,14 @@ def not_found(i: int) -> str:
     return f"approximate search found fewer than {i} neighbours"
 
 
-def _flag(value: object, name: str) -> bool:
-    s = str(value).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off", ""):
-        return False
-    msg = f"`{name}` must be true or false, got {value!r}"
-    raise ValueError(msg)
-
-
 def ranks(columns: tuple[str, ...]) -> list[int]:
     """Neighbour ranks from ``knn_<i>`` column names (i >= 1)."""
     out = []
     for c in columns:
-        m = _COLUMN.match(c)
+        m = re.fullmatch(COLUMN.pattern or "", c)
         if not m or int(m.group(1)) < 1:
             msg = f"kNN columns are knn_<i> with i >= 1, got {c!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         out.append(int(m.group(1)))
     return out
 
@@ -88,39 +71,27 @@ class Knn(Indicator):
     name = "knn"
     scope = "pool"
     models = ("embedder",)
-    columns: ClassVar = (
-        OutputColumn("knn_6", pa.float64(), "distance to the 6th nearest other record (unit embeddings)"),
-    )
+    columns: ClassVar = (COLUMN,)
 
     def __init__(self, options: ScoreOptions, wanted: tuple[str, ...] | None = None) -> None:
         super().__init__(options, wanted)
         self.ks = ranks(self.wanted)
-        ex = options.extra
-        unknown = sorted(k for k in ex if k.startswith("knn_") and k not in OPTIONS)
-        if unknown:
-            msg = f"unknown kNN option(s) {unknown}; known: {list(OPTIONS)}"
-            raise ValueError(msg)
-        self.vectors_column = ex.get("knn_vectors") or None
-        self.pool_dir = ex.get("knn_pool") or None
-        self.table_in_pool = _flag(ex.get("knn_table_in_pool", False), "knn_table_in_pool")
-        if self.table_in_pool and not self.pool_dir:
-            msg = "`knn_table_in_pool` only applies with `knn_pool=DIR` (the scored table is always its own pool otherwise)"
-            raise ValueError(msg)
-        self.self_tol = float(ex.get("knn_self_tol", 1e-4))
+        knn = options.knn
+        self.vectors_column = knn.vectors or None
+        self.pool_dir = knn.pool or None
+        self.table_in_pool = knn.table_in_pool
+        self.self_tol = knn.self_tol
         self.index_options: dict[str, Any] = {
-            "exact_max": int(ex.get("knn_exact_max", DEFAULT_EXACT_MAX)),
-            "nprobe": int(ex["knn_nprobe"]) if "knn_nprobe" in ex else None,
-            "nlist": int(ex["knn_nlist"]) if "knn_nlist" in ex else None,
-            "recall_target": float(ex.get("knn_recall_target", DEFAULT_RECALL_TARGET)),
-            "recall_sample": int(ex.get("knn_recall_sample", DEFAULT_RECALL_SAMPLE)),
-            "backend": str(ex.get("knn_backend", "auto")),
+            "exact_max": knn.exact_max,
+            "nprobe": knn.nprobe,
+            "nlist": knn.nlist,
+            "recall_target": knn.recall_target,
+            "recall_sample": knn.recall_sample,
+            "backend": knn.backend,
             "device": options.device,
             "threads": options.threads,
-            "seed": int(ex.get("knn_seed", 0)),
+            "seed": knn.seed,
         }
-        if self.index_options["backend"] not in ("auto", "faiss", "torch"):
-            msg = f"`knn_backend` must be 'auto', 'faiss' or 'torch', got {self.index_options['backend']!r}"
-            raise ValueError(msg)
         if self.pool_dir:
             self.scope = "row"  # type: ignore[misc]  # each row depends only on itself and the fixed pool
         self.report: SearchReport | None = None  # the search(es) of this run, for Python callers
@@ -135,19 +106,9 @@ class Knn(Indicator):
     def availability(cls, options: ScoreOptions) -> Availability:
         if importlib.util.find_spec("faiss") is None and importlib.util.find_spec("torch") is None:
             return Availability(False, "neither faiss nor torch is installed", "pip install faiss-cpu")
-        if options.extra.get("knn_vectors"):
-            return Availability(True, f"vectors from column `{options.extra['knn_vectors']}`")
-        if importlib.util.find_spec("instructfast.models.embedder") is None:
-            return Availability(False, "the ONNX embedder is not part of this build", "or pass knn_vectors=COLUMN")
-        if importlib.util.find_spec("onnxruntime") is None:
-            return Availability(False, "onnxruntime is not installed", "pip install 'instructfast[models]'")
-        from ..models.registry import ModelNotFound, resolve
-
-        try:
-            src = resolve("embedder", options.models)
-        except ModelNotFound as e:
-            return Availability(False, str(e))
-        return Availability(True, src.describe())
+        if options.knn.vectors:
+            return Availability(True, f"vectors from column `{options.knn.vectors}`")
+        return Availability.of(slot_status("embedder", options.models))
 
     def start(self) -> None:
         from ..neighbors import choose_backend
@@ -157,7 +118,13 @@ class Knn(Indicator):
         # resolved once, before any embedding: a bad backend/device fails now, not after the pass
         backend, device = choose_backend(self.index_options["backend"], opts.device)
         self.index_options.update(backend=backend, device=device)
-        self.source = RecordVectors(self.vectors_column, models=opts.models, device=opts.device, threads=opts.threads)
+        self.source = RecordVectors(
+            self.vectors_column,
+            models=opts.models,
+            device=opts.device,
+            threads=opts.threads,
+            runtime=opts.embedder.runtime(opts.onnx),
+        )
         self._parts: list[np.ndarray] = []
         self._positions: list[np.ndarray] = []
         self._rows = 0
@@ -170,6 +137,17 @@ class Knn(Indicator):
             pool.check_vectors(self.source.identity())
             self._pool = pool
             self._index = pool.index(**self.index_options)
+
+    def record(self, run: RunRecord) -> None:
+        if self.vectors_column is not None:
+            run.implementations["knn vectors"] = f"column `{self.vectors_column}`"
+        else:
+            run.add_model(self.source.model_record())
+        if self.pool_dir:
+            run.implementations["knn pool"] = str(self.pool_dir)
+        run.implementations["knn backend"] = f"{self.index_options['backend']} on {self.index_options['device']}"
+        if self.report is not None:
+            run.implementations["knn search"] = self.report.method
 
     # ------------------------------------------------------------ table as pool
 

@@ -1,314 +1,151 @@
-"""Per-token log-probabilities ``log p(x_t | x_<t)``: the core of the ``perplexity`` and ``ifd`` indicators.
+"""``logprob``: the ``perplexity`` and ``ifd`` columns, from one causal-LM pass machinery.
 
-Two entry points, one contract (fp32 ``[N]`` out, fp32 accumulation for bf16/fp16/fp32 in):
+``perplexity`` = exp(mean negative log-likelihood of the output tokens) given the prompt
+template filled with instruction (+ input, + earlier turns); the prompt tokens are not
+scored. ``ifd`` (Cherry LLM) = that conditional perplexity / the unconditional perplexity of
+the output (context: BOS only; for tokenizers that add no BOS the first output token is the
+context and is not scored in the unconditional pass).
 
-* :func:`token_logprobs` from materialised logits ``[N, V]``;
-* :func:`fused_linear_logprobs` from final hidden states ``[N, d]`` and the LM head, never
-  building the N x V logits.
+The LM engine is :mod:`instructfast.models.lm_scorer`; the per-token log-probabilities come from
+:mod:`instructfast.ops.logprob` (Triton kernels in ``kernels/logprob.py`` and
+``kernels/fused_linear_logprob.py`` on CUDA, the torch twin elsewhere).
 
-Implementation choice (``INSTRUCTFAST_KERNELS``):
-
-* unset / ``auto``: CUDA tensors use the Triton kernels (``instructfast.kernels.logprob`` and
-  ``instructfast.kernels.fused_linear_logprob``); when triton cannot be imported they fall back to
-  the torch path with one :class:`~instructfast.errors.ImplementationFallbackWarning` per process.
-  CPU tensors use the chunked torch path (``logprob_torch.py``).
-* ``triton``: always the kernels; raises when they cannot load. CPU tensors are accepted only
-  when ``TRITON_INTERPRET=1`` was set before triton was imported (the tests do this).
-* ``torch``: always the torch path.
-
-(``INSTRUCTFAST_IMPL`` is the text core's switch; the kernels have their own.)
-
-:func:`resolve_impl` reports the choice and why, for a run summary.
+Options (:class:`instructfast.options.LMOptions`; ``score(..., options={...})``):
+``prompt_template`` ("alpaca" default, "plain" or a format string with ``{instruction}`` and
+``{input}``), ``lm_token_budget`` (padded tokens per batch, default 8192 on CPU, 65536 on CUDA),
+``lm_max_rows`` (64), ``lm_pad_slack`` (padding allowed per batch as a fraction of real tokens:
+0.05 on CPU, where the forward pass is compute-bound, 0.5 on CUDA), ``lm_max_length`` (the
+model's window), ``lm_dtype`` ("float32", "bfloat16", "float16"), ``lm_share_prefix`` (True: the
+prompt template's preamble, shared by every row, runs through the model once per group of rows
+instead of once per row; exact, since attention is causal); and ``on_overflow`` ("null" default:
+an output that alone does not fit the window gives null; "truncate": score its first tokens).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import sys
-import warnings
-from pathlib import Path
-from types import ModuleType
+from typing import ClassVar
 
-import torch
+import numpy as np
+import pyarrow as pa
 
-from ..errors import ImplementationFallbackWarning, IndicatorUnavailableError, MissingDependencyError
-from .logprob_torch import fused_linear_logprobs_torch, token_logprobs_torch
+from ..columns import CanonicalBatch
+from ..models.registry import resolve, slot_status
+from ..options import ScoreOptions
+from ..prompts import PromptTemplate
+from ..run_record import RunRecord
+from .base import NULL_INSTRUCTION, NULL_OUTPUT, Availability, Indicator, NullCounter, OutputColumn, masked
 
-IMPL_ENV = "INSTRUCTFAST_KERNELS"
-_CHOICES = ("auto", "triton", "torch")
-_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-_kernel_modules: dict[str, ModuleType] = {}
-_fallback_warned = False
+NO_TOKENS = "output has no tokens"
+TOO_LONG = "output alone exceeds the LM window"
+TOO_SHORT_IFD = "output has one token and the tokenizer adds no BOS (no unconditional context)"
+PROMPT_TRUNCATED = "prompt truncated from the left to fit the LM window"
+OUTPUT_TRUNCATED = "output truncated to the LM window (on_overflow='truncate')"
 
 
-def _import_kernel(name: str) -> ModuleType:
-    """Import ``instructfast.kernels.<name>``, or ``kernels/<name>.py`` of a source checkout."""
-    if name in _kernel_modules:
-        return _kernel_modules[name]
-    # Relative to this package (``instructfast``) rather than by absolute name, so the lookup
-    # never re-imports a package that is still initialising.
-    kernels_pkg = __name__.rsplit(".", 2)[0] + ".kernels"
-    if importlib.util.find_spec(kernels_pkg) is not None:
-        module = importlib.import_module(f"{kernels_pkg}.{name}")
-    else:
-        # Source checkout run with PYTHONPATH=python: the kernels live in <repo>/kernels/, which the
-        # wheel maps to instructfast/kernels. Loaded by path because a top-level ``kernels`` could
-        # be another distribution (Hugging Face publishes one under that name).
-        path = Path(__file__).resolve().parents[3] / "kernels" / f"{name}.py"
-        if not path.is_file():
-            raise ImportError(f"instructfast.kernels is not installed and {path} does not exist")
-        mod_name = f"_instructfast_source_kernels_{name}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[mod_name]
-            raise
-    _kernel_modules[name] = module
-    return module
+class LogProb(Indicator):
+    name = "logprob"  # the engine's name; "perplexity" and "ifd" are its columns
+    models = ("lm",)
+    columns: ClassVar = (
+        OutputColumn("perplexity", pa.float64(), "exp(mean NLL of the output tokens | prompt template)"),
+        OutputColumn("ifd", pa.float64(), "conditional / unconditional output perplexity (Cherry LLM IFD)"),
+    )
 
+    @classmethod
+    def availability(cls, options: ScoreOptions) -> Availability:
+        return Availability.of(slot_status("lm", options.models))
 
-def resolve_impl(device: torch.device | str, kernel: str = "logprob") -> tuple[str, str]:
-    """Return ``("triton" | "torch", reason)`` for tensors on ``device`` under ``INSTRUCTFAST_KERNELS``.
+    def start(self) -> None:
+        from ..models.causal_lm import load_causal_lm
+        from ..models.lm_scorer import LMScorer
 
-    ``kernel`` is the kernel module that would be loaded (``"logprob"`` or ``"fused_linear_logprob"``).
-    Raises :class:`~instructfast.errors.MissingDependencyError` when the kernels were asked for
-    explicitly and cannot load.
-    """
-    global _fallback_warned
-    device = torch.device(device)
-    choice = os.environ.get(IMPL_ENV, "auto").strip().lower() or "auto"
-    if choice not in _CHOICES:
-        msg = f"`{IMPL_ENV}` must be one of {_CHOICES}, got {choice!r}"
-        raise ValueError(msg)
-    if choice == "torch":
-        return "torch", f"torch (forced by {IMPL_ENV}={choice})"
-    if device.type != "cuda" and choice != "triton":
-        return "torch", f"torch ({device.type} tensors)"
-    try:
-        module = _import_kernel(kernel)
-    except ImportError as exc:
-        if choice == "triton":
-            msg = (
-                f"{IMPL_ENV}={choice} but the Triton kernel instructfast.kernels.{kernel} failed to import: "
-                f"{exc}. Install it with `pip install 'instructfast[gpu]'` (triton>=3.0)."
-            )
-            raise MissingDependencyError(msg) from exc
-        reason = f"torch (Triton kernels unavailable: {exc})"
-        if not _fallback_warned:
-            _fallback_warned = True
-            warnings.warn(reason, ImplementationFallbackWarning, stacklevel=3)
-        return "torch", reason
-    if device.type != "cuda" and not module.INTERPRETED:
-        msg = (
-            f"{IMPL_ENV}=triton with {device.type} tensors needs the Triton interpreter: set "
-            "TRITON_INTERPRET=1 in the environment before triton is imported, or move the tensors to CUDA"
+        opts, lm = self.options, self.options.lm
+        dev = opts.resolved_device()
+        cuda = dev.startswith("cuda")
+        self.template = PromptTemplate.named(lm.prompt_template)  # a bad template fails before the load
+        self.lm = load_causal_lm(resolve("lm", opts.models), device=dev, dtype=lm.dtype)
+        self.scorer = LMScorer(
+            self.lm,
+            token_budget=lm.token_budget or (65_536 if cuda else 8192),
+            max_rows=lm.max_rows,
+            max_length=lm.max_length,
+            slack=lm.pad_slack if lm.pad_slack is not None else (0.5 if cuda else 0.05),
+            share_prefix=lm.share_prefix,
         )
-        raise IndicatorUnavailableError(msg)
-    if choice == "triton":
-        return "triton", f"triton (forced by {IMPL_ENV}=triton)"
-    return "triton", "triton (cuda tensors)"
+        self.on_overflow = opts.model.on_overflow
+        self.device = dev
 
+    def record(self, run: RunRecord) -> None:
+        from ..ops.logprob import resolve_impl
 
-def _check_tensor(name: str, value: object) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        msg = f"`{name}` must be a torch.Tensor, got {type(value).__name__}"
-        raise TypeError(msg)
-    return value
+        run.add_model(self.lm.source.record())
+        run.implementations["lm device"] = self.device
+        run.implementations["lm dtype"] = str(self.lm.model.dtype).removeprefix("torch.")
+        run.implementations["logprob"] = resolve_impl(self.device, "fused_linear_logprob")[1]
 
+    def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
+        from ..models.lm_scorer import Encoded
 
-def _check_float(name: str, tensor: torch.Tensor) -> None:
-    if tensor.dtype not in _FLOAT_DTYPES:
-        msg = f"`{name}` must be float32, float16 or bfloat16, got {tensor.dtype}"
-        raise ValueError(msg)
-
-
-def _check_targets(targets: object, n_rows: int, ref_name: str, ref: torch.Tensor, ref_dims: str) -> torch.Tensor:
-    targets = _check_tensor("targets", targets)
-    if targets.shape != (n_rows,):
-        msg = (
-            f"`targets` must have shape [N] matching {ref_name} {ref_dims}, got targets "
-            f"{tuple(targets.shape)} and {ref_name} {tuple(ref.shape)}"
-        )
-        raise ValueError(msg)
-    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
-        msg = f"`targets` must hold integer token ids (int64), got {targets.dtype}"
-        raise ValueError(msg)
-    if targets.device != ref.device:
-        msg = f"`targets` must be on the device of `{ref_name}` ({ref.device}), got {targets.device}"
-        raise ValueError(msg)
-    return targets
-
-
-def _check_ignore_index(ignore_index: object) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        msg = f"`ignore_index` must be an int, got {ignore_index!r}"
-        raise TypeError(msg)
-    return ignore_index
-
-
-def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, *, ignore_index: int = -100) -> torch.Tensor:
-    """Log-probability of each target token under materialised logits.
-
-    ``out[i] = logits[i, targets[i]] - logsumexp(logits[i, :])``, computed in one pass over each
-    row with fp32 accumulation whatever the logits dtype. No gradient is recorded.
-
-    Parameters
-    ----------
-    logits : torch.Tensor
-        ``[N, V]`` float32, float16 or bfloat16 (e.g. a causal LM's logits flattened over
-        batch and time, already shifted so row ``i`` predicts ``targets[i]``). The vocabulary axis
-        must be the last one; rows may be strided.
-    targets : torch.Tensor
-        ``[N]`` integer token ids on the same device.
-    ignore_index : int, default -100
-        Target value marking positions not to score (prompt, padding). Those positions get
-        ``0.0`` so that a sum over a sequence is its log-likelihood; divide by the number of
-        non-ignored targets for the mean.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[N]`` float32 on the device of ``logits``. A target outside ``[0, V)`` other than
-        ``ignore_index`` gives NaN (checking the range up front would synchronise the device).
-        A row's value does not depend on the other rows.
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a tensor (or ``ignore_index`` not an int).
-    ValueError
-        If shapes, dtypes or devices do not fit together.
-    instructfast.MissingDependencyError
-        If ``INSTRUCTFAST_KERNELS=triton`` and triton cannot be imported.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from instructfast.indicators.logprob import token_logprobs
-    >>> logits = torch.tensor([[0.0, 0.0], [3.0, 1.0], [5.0, 5.0]])
-    >>> token_logprobs(logits, torch.tensor([1, 0, -100]))
-    tensor([-0.6931, -0.1269,  0.0000])
-    """
-    logits = _check_tensor("logits", logits)
-    ignore_index = _check_ignore_index(ignore_index)
-    if logits.ndim != 2:
-        msg = f"`logits` must have shape [N, V], got {tuple(logits.shape)}"
-        raise ValueError(msg)
-    _check_float("logits", logits)
-    n_rows, n_vocab = logits.shape
-    if n_vocab == 0:
-        msg = f"`logits` must have a non-empty vocabulary axis, got shape {tuple(logits.shape)}"
-        raise ValueError(msg)
-    targets = _check_targets(targets, n_rows, "logits", logits, "[N, V]")
-
-    impl, _ = resolve_impl(logits.device, "logprob")
-    with torch.no_grad():
-        if impl == "triton":
-            return _import_kernel("logprob").logprob_forward(logits, targets, ignore_index)
-        return token_logprobs_torch(logits, targets, ignore_index)
-
-
-def fused_linear_logprobs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    bias: torch.Tensor | None = None,
-    ignore_index: int = -100,
-) -> torch.Tensor:
-    """Log-probability of each target token straight from hidden states and the LM head.
-
-    ``out[i] = z[i, targets[i]] - logsumexp(z[i, :])`` with ``z = hidden @ weight.T + bias``,
-    without materialising the N x V logits: on CUDA the Triton kernel tiles the head over the
-    vocabulary and keeps a running max and sum per row (extra memory O(N)); elsewhere the torch
-    path works on row chunks of at most 256 MiB of fp32 logits. Products are exact and sums fp32
-    for bf16/fp16/fp32 inputs (no TF32). No gradient is recorded.
-
-    Parameters
-    ----------
-    hidden : torch.Tensor
-        ``[N, d]`` final hidden states (after the last norm), float32, float16 or bfloat16. Rows
-        with ``ignore_index`` targets still cost their share of the matmul: select the scored
-        positions first.
-    weight : torch.Tensor
-        ``[V, d]`` LM head weight (``lm_head.weight``, tied embeddings included), same dtype and
-        device as ``hidden``.
-    targets : torch.Tensor
-        ``[N]`` integer token ids on the same device.
-    bias : torch.Tensor, optional
-        ``[V]`` LM head bias, any float dtype; accumulated in fp32.
-    ignore_index : int, default -100
-        Target value marking positions not to score; they get ``0.0``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[N]`` float32 on the device of ``hidden``. A target outside ``[0, V)`` other than
-        ``ignore_index`` gives NaN. A row's value does not depend on the other rows.
-
-    Raises
-    ------
-    TypeError
-        If an argument is not a tensor (or ``ignore_index`` not an int).
-    ValueError
-        If shapes, dtypes or devices do not fit together.
-    instructfast.MissingDependencyError
-        If ``INSTRUCTFAST_KERNELS=triton`` and triton cannot be imported.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from instructfast.indicators.logprob import fused_linear_logprobs
-    >>> hidden = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    >>> weight = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
-    >>> fused_linear_logprobs(hidden, weight, torch.tensor([0, 1]))
-    tensor([-0.5514, -0.2395])
-    """
-    hidden = _check_tensor("hidden", hidden)
-    weight = _check_tensor("weight", weight)
-    ignore_index = _check_ignore_index(ignore_index)
-    if hidden.ndim != 2:
-        msg = f"`hidden` must have shape [N, d], got {tuple(hidden.shape)}"
-        raise ValueError(msg)
-    _check_float("hidden", hidden)
-    n_rows, d_model = hidden.shape
-    if weight.ndim != 2 or weight.shape[1] != d_model:
-        msg = f"`weight` must have shape [V, d] with d = {d_model} to match hidden [N, d], got {tuple(weight.shape)}"
-        raise ValueError(msg)
-    if weight.shape[0] == 0 or d_model == 0:
-        msg = f"`weight` must be non-empty, got shape {tuple(weight.shape)}"
-        raise ValueError(msg)
-    if weight.dtype != hidden.dtype:
-        msg = f"`weight` must have the dtype of `hidden` ({hidden.dtype}), got {weight.dtype}"
-        raise ValueError(msg)
-    if weight.device != hidden.device:
-        msg = f"`weight` must be on the device of `hidden` ({hidden.device}), got {weight.device}"
-        raise ValueError(msg)
-    if bias is not None:
-        bias = _check_tensor("bias", bias)
-        if bias.shape != (weight.shape[0],):
-            msg = f"`bias` must have shape [V] = ({weight.shape[0]},) to match weight [V, d], got {tuple(bias.shape)}"
-            raise ValueError(msg)
-        if not bias.is_floating_point():
-            msg = f"`bias` must be a float tensor, got {bias.dtype}"
-            raise ValueError(msg)
-        if bias.device != hidden.device:
-            msg = f"`bias` must be on the device of `hidden` ({hidden.device}), got {bias.device}"
-            raise ValueError(msg)
-    targets = _check_targets(targets, n_rows, "hidden", hidden, "[N, d]")
-
-    impl, _ = resolve_impl(hidden.device, "fused_linear_logprob")
-    with torch.no_grad():
-        if impl == "triton":
-            kernel = _import_kernel("fused_linear_logprob")
-            return kernel.fused_linear_logprob_forward(hidden, weight, targets, bias, ignore_index)
-        return fused_linear_logprobs_torch(hidden, weight, targets, bias, ignore_index)
-
-
-__all__ = ["IMPL_ENV", "fused_linear_logprobs", "resolve_impl", "token_logprobs"]
+        n = batch.num_rows
+        inst = batch.instruction.to_pylist()
+        outs = batch.output.to_pylist()
+        inps = batch.input.to_pylist() if batch.input is not None else [None] * n
+        hist = batch.history.to_pylist() if batch.history is not None else [None] * n
+        reason = [None] * n
+        for i in range(n):
+            if outs[i] is None:
+                reason[i] = NULL_OUTPUT
+            elif inst[i] is None:
+                reason[i] = NULL_INSTRUCTION
+        ok = [i for i in range(n) if reason[i] is None]
+        prompts = [self.template.render(inst[i], inps[i], hist[i]) for i in ok]
+        ctx_ids = self.scorer.tokenize(prompts)
+        out_ids = self.scorer.tokenize([outs[i] for i in ok])
+        bos = self.scorer.bos
+        window = self.scorer.max_length
+        cond: list[Encoded] = [Encoded([], [])] * n
+        uncond: list[Encoded] = [Encoded([], [])] * n
+        want_ifd = "ifd" in self.wanted
+        for k, i in enumerate(ok):
+            tgt = out_ids[k]
+            if not tgt:
+                reason[i] = NO_TOKENS
+                continue
+            room = window - max(len(bos), 1)  # at least one context token precedes the output
+            if len(tgt) > room:
+                if self.on_overflow == "null":
+                    reason[i] = TOO_LONG
+                    continue
+                tgt = tgt[:room]
+                nulls.note("perplexity", OUTPUT_TRUNCATED, 1)
+            body = ctx_ids[k]
+            if len(bos) + len(body) + len(tgt) > window:
+                keep = window - len(tgt) - len(bos)  # >= 1 when there is no BOS (room above)
+                body = body[len(body) - keep :] if keep > 0 else []
+                nulls.note("perplexity", PROMPT_TRUNCATED, 1)
+            ctx = bos + body
+            if not ctx:  # empty prompt and no BOS: the first output token becomes the context
+                ctx, tgt = tgt[:1], tgt[1:]
+            cond[i] = Encoded(ctx, tgt)
+            if want_ifd:
+                uncond[i] = Encoded(bos, tgt) if bos else Encoded(tgt[:1], tgt[1:])
+        s, c = self.scorer.logprob_sums(cond)
+        ppl = np.full(n, np.nan)
+        has = c > 0
+        ppl[has] = np.exp(-s[has] / c[has])
+        bad = np.array([r is not None for r in reason], dtype=bool)
+        for r in set(x for x in reason if x):
+            nulls.add("perplexity", r, reason.count(r))
+        result = {}
+        if "perplexity" in self.wanted:
+            result["perplexity"] = masked(ppl, bad | ~has, pa.float64())
+        if want_ifd:
+            su, cu = self.scorer.logprob_sums(uncond)
+            ifd = np.full(n, np.nan)
+            has_u = has & (cu > 0)
+            ifd[has_u] = ppl[has_u] / np.exp(-su[has_u] / cu[has_u])
+            short = ~bad & has & ~has_u
+            for r in set(x for x in reason if x):
+                nulls.add("ifd", r, reason.count(r))
+            nulls.add("ifd", TOO_SHORT_IFD, int(short.sum()))
+            result["ifd"] = masked(ifd, ~has_u, pa.float64())
+        return result

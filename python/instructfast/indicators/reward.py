@@ -17,79 +17,34 @@ the model's window (``on_overflow="null"``, the default; ``"truncate"`` scores t
 ``max_length`` tokens instead: the pair is cut longest-first, the OASST string at its end).
 
 Options (``score(..., options={...})``): ``on_overflow``, ``reward_token_budget``,
-``reward_max_rows``, ``reward_slack`` (see :class:`instructfast.models.onnx_runtime.OnnxModel`).
+``reward_max_rows``, ``reward_slack`` (:class:`instructfast.options.RewardOptions`; see
+:class:`instructfast.models.onnx_runtime.OnnxModel`). The OASST string is
+:func:`instructfast.prompts.oasst_text`.
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
-from ..models.registry import ModelNotFound, ModelSource, resolve
-from .base import Availability, Indicator, NullCounter, OutputColumn, ScoreOptions, masked
+from ..models.registry import slot_status
+from ..options import ScoreOptions
+from ..prompts import dialogue_prompts, oasst_text
+from ..run_record import RunRecord
+from .base import (
+    EMPTY_OUTPUT,
+    NULL_INSTRUCTION,
+    NULL_OUTPUT,
+    Availability,
+    Indicator,
+    NullCounter,
+    OutputColumn,
+    masked,
+)
 
-NULL_OUTPUT = "output is null"
-EMPTY_OUTPUT = "output is empty"
-NULL_INSTRUCTION = "instruction is null"
 TOO_LONG = "text exceeds the reward model's window"
 TRUNCATED = "text truncated to the reward model's window (on_overflow='truncate')"
-
-OASST_TEMPLATE = "<|prompter|>{prompt}<|endoftext|><|assistant|>{output}<|endoftext|>"
-
-
-def oasst_text(prompt: str, output: str) -> str:
-    """The single string the OpenAssistant GPT-NeoX reward models score.
-
-    >>> oasst_text("Hi?", "Hello.")
-    '<|prompter|>Hi?<|endoftext|><|assistant|>Hello.<|endoftext|>'
-    """
-    return OASST_TEMPLATE.format(prompt=prompt, output=output)
-
-
-def onnx_availability(slot: str, options: ScoreOptions) -> tuple[Availability, ModelSource | None]:
-    """Availability of an ONNX-runtime indicator whose model fills ``slot``."""
-    for mod in ("onnxruntime", "tokenizers"):
-        if importlib.util.find_spec(mod) is None:
-            return Availability(False, f"{mod} is not installed", "pip install 'instructfast[models]'"), None
-    try:
-        src = resolve(slot, options.models)
-    except ModelNotFound as e:
-        return Availability(False, str(e)), None
-    if src.kind == "gguf":
-        return Availability(False, f"{src.describe()}: a GGUF file cannot fill the {slot} slot"), None
-    if src.kind != "onnx-folder":
-        for mod in ("torch", "transformers", "onnxscript"):
-            if importlib.util.find_spec(mod) is None:
-                return (
-                    Availability(
-                        False,
-                        f"{src.describe()} needs a one-time ONNX export, which needs {mod}",
-                        f"run `instructfast export` where torch is installed, then --models {slot}=DIR",
-                    ),
-                    None,
-                )
-    return Availability(True, src.describe()), src
-
-
-def load_onnx_slot(slot: str, options: ScoreOptions):
-    """The shared ONNX model filling ``slot`` (exported into the cache first when given an HF folder)."""
-    from ..models.export import cached_export
-    from ..models.onnx_runtime import model_options, shared_model
-
-    folder = cached_export(slot, resolve(slot, options.models))
-    return shared_model(folder, device=options.device, threads=options.threads, **model_options(options.extra, slot))
-
-
-def prompts_of(batch: CanonicalBatch) -> list[str | None]:
-    """instruction (+ "\\n" + input), after the earlier turns of a multi-turn record."""
-    prompt = batch.prompt_text().to_pylist()
-    if batch.history is None:
-        return prompt
-    hist = batch.history.to_pylist()
-    return [p if (p is None or not h) else f"{h}\n{p}" for p, h in zip(prompt, hist)]
 
 
 class Reward(Indicator):
@@ -99,21 +54,21 @@ class Reward(Indicator):
 
     @classmethod
     def availability(cls, options: ScoreOptions) -> Availability:
-        return onnx_availability("reward", options)[0]
+        return Availability.of(slot_status("reward", options.models))
 
     def start(self) -> None:
-        self.model = load_onnx_slot("reward", self.options)
-        if not self.model.kind.startswith("reward-"):
-            msg = f"{folder} holds a {self.model.kind!r} export, not a reward model"
-            raise ValueError(msg)
-        self.on_overflow = str(self.options.extra.get("on_overflow", "null"))
-        if self.on_overflow not in ("null", "truncate"):
-            msg = f"`on_overflow` must be 'null' or 'truncate', got {self.on_overflow!r}"
-            raise ValueError(msg)
+        from ..models.slots import load_onnx_slot
+
+        self.model = load_onnx_slot("reward", self.options, kinds=("reward-oasst", "reward-pair"))
+        self.on_overflow = self.options.model.on_overflow
+
+    def record(self, run: RunRecord) -> None:
+        run.add_model({**self.model.source_record(), "slot": "reward"})
+        run.implementations["onnx provider"] = self.model.provider
 
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         n = batch.num_rows
-        prompts = prompts_of(batch)
+        prompts = dialogue_prompts(batch)
         outs = batch.output.to_pylist()
         reason: list[str | None] = [None] * n
         for i in range(n):

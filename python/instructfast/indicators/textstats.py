@@ -1,18 +1,21 @@
-"""Word statistics and MTLD of the output, character counts: the native text core."""
+"""``textstats``: word statistics and MTLD of the output, character counts, on the native text core.
+
+The op and its pure-Python twin are :mod:`instructfast.ops.textstats` and
+:mod:`instructfast.ops.textstats_py`; the C++ core is ``csrc/textstats.cpp`` and ``csrc/mtld.cpp``.
+"""
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import _native
 from ..columns import CanonicalBatch
-from .base import Indicator, NullCounter, OutputColumn, masked
-from .mtld import text_stats
+from ..ops.textstats import text_stats
+from ..run_record import RunRecord
+from .base import NULL_INSTRUCTION, NULL_OUTPUT, Indicator, NullCounter, OutputColumn, masked
 
-NULL_OUTPUT = "output is null"
 NO_WORDS = "output has no words after MTLD tokenisation"
-NULL_INSTRUCTION = "instruction is null"
 
 
 class TextStats(Indicator):
@@ -27,12 +30,15 @@ class TextStats(Indicator):
         OutputColumn("input_chars", pa.int64(), "Unicode code points of instruction plus input"),
     )
 
+    def record(self, run: RunRecord) -> None:
+        run.implementations["text core"] = _native.IMPL_REASON
+
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         want = set(self.wanted)
         need_words = bool(want & {"output_words", "output_unique_words", "output_ttr", "mtld"})
         st = text_stats(
             batch.output,
-            threshold=self.options.mtld_threshold,
+            threshold=self.options.text.mtld_threshold,
             threads=self.options.resolved_threads,
             mtld="mtld" in want,
         )

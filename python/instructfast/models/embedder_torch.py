@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
 from ..batching import length_buckets
+from ..errors import ArgumentError, ArgumentTypeError, ModelError
 from .registry import ModelSource
 
 EmbedderBackend = Literal["auto", "onnx", "torch"]
@@ -69,19 +71,21 @@ def use_torch(backend: str, device: str | None, src: ModelSource) -> bool:
 
     Raises
     ------
-    ValueError
-        For an unknown backend, or ``"torch"`` with an exported ONNX folder.
+    ArgumentError
+        For an unknown backend.
+    ModelError
+        For ``"torch"`` with an exported ONNX folder.
     """
     if backend not in _BACKENDS:
         msg = f"`backend` must be one of {_BACKENDS}, got {backend!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if backend == "torch":
         if src.kind == "onnx-folder":
             msg = (
                 f"backend='torch' needs a Hugging Face / sentence-transformers folder or a hub id, got an exported "
                 f"ONNX folder ({src.location}); pass the folder it was exported from"
             )
-            raise ValueError(msg)
+            raise ModelError(msg)
         return True
     if backend == "onnx" or src.kind == "onnx-folder":
         return False
@@ -94,12 +98,12 @@ def use_torch(backend: str, device: str | None, src: ModelSource) -> bool:
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         msg = "`texts` must be a sequence of strings, not one string"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     texts = list(texts)
     bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
     if bad is not None:
         msg = f"texts[{bad}] is {type(texts[bad]).__name__}, expected str (map null records before embedding)"
-        raise TypeError(msg)
+        raise ArgumentTypeError(msg)
     return texts
 
 
@@ -154,16 +158,16 @@ class TorchEmbedder:
 
         if dtype not in _DTYPES:
             msg = f"`dtype` must be one of {_DTYPES}, got {dtype!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dev.type != "cuda" and dtype != "float32":
             msg = f"`dtype` {dtype!r} needs a CUDA device (half precision on the CPU is slow and inexact), got {dev}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         src = str(source)
         sbert_len, pooling = graphs._sbert_settings(src)
         if pooling != "mean":
             msg = f"{src}: the embedder supports mean pooling (SentenceBERT), this model uses {pooling!r}"
-            raise ValueError(msg)
+            raise ModelError(msg)
         tok = graphs._tokenizer(src, None)
         body = AutoModel.from_pretrained(src, attn_implementation="sdpa", dtype=getattr(torch, dtype))
         self.module = graphs.MeanPoolEmbedder(body.to(dev).eval()).eval()

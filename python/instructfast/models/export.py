@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InstructfastError, MissingDependencyError
+from ..errors import ArgumentError, ExportError, ExportVerificationError, MissingDependencyError, ModelError
+from ..prompts import embedding_text, oasst_text, unieval_input
 from .onnx_runtime import FORMAT, MANIFEST, OnnxModel, read_manifest
 from .registry import ModelSource, cache_dir, sha256_file
 
-KINDS = ("reward-pair", "reward-oasst", "unieval", "embedder")
 DEFAULT_OPSET = 18
 _TWO_GB = 2_000_000_000
 # Past these the export is wrong, not just imprecise (fp32 ORT vs torch is ~1e-6 here).
@@ -62,14 +62,6 @@ _ANSWERS = [
 ]
 
 
-class ExportError(InstructfastError, RuntimeError):
-    """An export could not run: the source cannot be loaded, or the destination is in the way."""
-
-
-class ExportVerificationError(ExportError):
-    """ONNX Runtime's outputs (or the runtime's token ids) differ from the torch model's."""
-
-
 def _require_torch() -> None:
     import importlib.util
 
@@ -81,17 +73,14 @@ def _require_torch() -> None:
 
 def sample_items(kind: str) -> list:
     """The texts (or pairs) the export is traced and verified on, as the runtime will build them."""
+    pairs = list(zip(_SAMPLES, _ANSWERS, strict=True))
     if kind == "reward-pair":
-        return list(zip(_SAMPLES, _ANSWERS))
+        return pairs
     if kind == "reward-oasst":
-        from ..indicators.reward import oasst_text
-
-        return [oasst_text(q, a) for q, a in zip(_SAMPLES, _ANSWERS)]
+        return [oasst_text(q, a) for q, a in pairs]
     if kind == "unieval":
-        from ..indicators.unieval import unieval_inputs
-
-        return [unieval_inputs("coherence", a, q) for q, a in zip(_SAMPLES, _ANSWERS)]
-    return [q + "\n" + a for q, a in zip(_SAMPLES, _ANSWERS)] + [""]
+        return [unieval_input("coherence", a, q) for q, a in pairs]
+    return [embedding_text(q, None, a) for q, a in pairs] + [""]
 
 
 def export(
@@ -145,8 +134,18 @@ def export(
     """
     _require_torch()
     with _quiet():
-        return _export(kind, src, dest, max_length=max_length, opset=opset, revision=revision,
-                       overwrite=overwrite, verify=verify, fuse=fuse, packed=packed)
+        return _export(
+            kind,
+            src,
+            dest,
+            max_length=max_length,
+            opset=opset,
+            revision=revision,
+            overwrite=overwrite,
+            verify=verify,
+            fuse=fuse,
+            packed=packed,
+        )
 
 
 @contextlib.contextmanager
@@ -181,7 +180,7 @@ def _export(kind, src, dest, *, max_length, opset, revision, overwrite, verify, 
 
     if kind not in BUILDERS:
         msg = f"unknown export kind {kind!r}; kinds: {list(BUILDERS)}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     dest = Path(dest)
     busy = dest.exists() and any(dest.iterdir())
     if busy and not overwrite:
@@ -286,7 +285,10 @@ def _trace_inputs(graph, tok) -> tuple[tuple, dict]:
     import torch
 
     if graph.example is not None:
-        rows = [tok("hello world " * 8, truncation=True, max_length=16)["input_ids"], tok("a b c d e f g h")["input_ids"]]
+        rows = [
+            tok("hello world " * 8, truncation=True, max_length=16)["input_ids"],
+            tok("a b c d e f g h")["input_ids"],
+        ]
         return graph.example(rows), graph.dynamic_shapes
     enc = tok(["hello world " * 8, "a b c " * 8], truncation=True, max_length=16, padding="max_length")
     ids = torch.tensor(enc["input_ids"], dtype=torch.long)
@@ -442,11 +444,11 @@ def cached_export(kind: str, src: ModelSource) -> Path:
         m = read_manifest(src.location)
         if not (m["kind"] == kind or (kind == "reward" and m["kind"].startswith("reward-"))):
             msg = f"{src.location} holds a {m['kind']!r} export; the {src.slot} slot needs {kind!r}"
-            raise ValueError(msg)
+            raise ModelError(msg)
         return Path(src.location)
     if src.kind not in ("hf-folder", "hub-id"):
         msg = f"the {src.slot} slot needs a Hugging Face folder, a hub id or an exported folder; got {src.describe()}"
-        raise ValueError(msg)
+        raise ModelError(msg)
     if kind == "reward":
         kind = reward_kind(src.location)
     loc = Path(src.location)

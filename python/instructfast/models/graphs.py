@@ -22,14 +22,15 @@ Loading needs ``torch`` and ``transformers``; only the export path imports this 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-KINDS = ("reward-pair", "reward-oasst", "unieval", "embedder")
+from ..errors import ModelError, ModelFileError
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _tokenizer(src: str, revision: str | None):
     tok = AutoTokenizer.from_pretrained(src, revision=revision, use_fast=True)
     if not getattr(tok, "is_fast", False):
         msg = f"{src}: the tokenizer has no fast (tokenizer.json) version; instructfast's runtime needs one"
-        raise ValueError(msg)
+        raise ModelError(msg)
     return tok
 
 
@@ -199,7 +200,7 @@ def _load_state_dict(src: str, revision: str | None) -> dict[str, torch.Tensor]:
             files = [get(s) for s in shards]  # type: ignore[misc]
             if any(f is None for f in files):
                 msg = f"{src}: shard listed in {index} is missing"
-                raise FileNotFoundError(msg)
+                raise ModelFileError(msg)
         if files:
             state: dict[str, torch.Tensor] = {}
             for f in files:
@@ -211,7 +212,7 @@ def _load_state_dict(src: str, revision: str | None) -> dict[str, torch.Tensor]:
                     state.update(torch.load(str(f), map_location="cpu", weights_only=True))
             return state
     msg = f"{src}: no model.safetensors or pytorch_model.bin (sharded or not) found"
-    raise FileNotFoundError(msg)
+    raise ModelFileError(msg)
 
 
 def build_reward_oasst(src: str, *, revision: str | None = None, max_length: int | None = None) -> Graph:
@@ -221,7 +222,7 @@ def build_reward_oasst(src: str, *, revision: str | None = None, max_length: int
     pooling = raw.get("pooling", "last")
     if pooling != "last":
         msg = f"{src}: reward-oasst supports pooling='last' (the OpenAssistant checkpoints), got {pooling!r}"
-        raise ValueError(msg)
+        raise ModelError(msg)
     cfg_fields = {k: v for k, v in raw.items() if k not in ("model_type", "architectures", "auto_map", "pooling")}
     config = GPTNeoXConfig(**cfg_fields)
     body = GPTNeoXModel(config)
@@ -229,16 +230,18 @@ def build_reward_oasst(src: str, *, revision: str | None = None, max_length: int
     body_state = {k.removeprefix("gpt_neox."): v for k, v in state.items() if k.startswith("gpt_neox.")}
     if not body_state:
         msg = f"{src}: no `gpt_neox.*` weights; is this an OpenAssistant GPTNeoXRewardModel checkpoint?"
-        raise ValueError(msg)
+        raise ModelError(msg)
     missing, unexpected = body.load_state_dict(body_state, strict=False)
     missing = [m for m in missing if not m.endswith(("rotary_emb.inv_freq", "masked_bias", ".bias_mask"))]
     unexpected = [u for u in unexpected if not u.endswith(("rotary_emb.inv_freq", "attention.bias", "masked_bias"))]
     if missing or unexpected:
-        msg = f"{src}: GPT-NeoX body weights do not match its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
-        raise ValueError(msg)
+        msg = (
+            f"{src}: GPT-NeoX body weights do not match its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+        raise ModelError(msg)
     if "out_proj.weight" not in state:
         msg = f"{src}: no `out_proj.weight` (the scalar reward head of GPTNeoXRewardModel)"
-        raise ValueError(msg)
+        raise ModelError(msg)
     w = state["out_proj.weight"]
     head = nn.Linear(w.shape[1], w.shape[0], bias="out_proj.bias" in state)
     with torch.no_grad():
@@ -250,7 +253,7 @@ def build_reward_oasst(src: str, *, revision: str | None = None, max_length: int
     for special in ("<|prompter|>", "<|assistant|>", "<|endoftext|>"):
         if tok.convert_tokens_to_ids(special) in (None, tok.unk_token_id):
             msg = f"{src}: the tokenizer has no {special} token; not an OpenAssistant reward model tokenizer"
-            raise ValueError(msg)
+            raise ModelError(msg)
     return Graph(
         "reward-oasst",
         OasstReward(body, head).eval(),
@@ -269,7 +272,7 @@ def yes_no_ids(tok) -> tuple[int, int]:
         enc = tok(word, add_special_tokens=False)["input_ids"]
         if not enc or enc[0] == tok.unk_token_id:
             msg = f"the UniEval tokenizer has no token for {word!r}"
-            raise ValueError(msg)
+            raise ModelError(msg)
         ids.append(int(enc[0]))
     return ids[0], ids[1]
 
@@ -303,7 +306,11 @@ def _sbert_settings(src: str) -> tuple[int | None, str]:
     pool = p / "1_Pooling" / "config.json"
     if pool.exists():
         pc = json.loads(pool.read_text())
-        modes = [k.removeprefix("pooling_mode_").removesuffix("_tokens") for k, v in pc.items() if k.startswith("pooling_mode_") and v]
+        modes = [
+            k.removeprefix("pooling_mode_").removesuffix("_tokens")
+            for k, v in pc.items()
+            if k.startswith("pooling_mode_") and v
+        ]
         pooling = "+".join(modes) or "mean"
     return max_len, pooling
 
@@ -316,7 +323,7 @@ def build_embedder(
     sbert_len, pooling = _sbert_settings(src)
     if pooling != "mean":
         msg = f"{src}: the embedder export supports mean pooling (SentenceBERT), this model uses {pooling!r}"
-        raise ValueError(msg)
+        raise ModelError(msg)
     # eager attention exports to plain MatMul/Softmax that ORT's optimiser fuses
     body = AutoModel.from_pretrained(src, revision=revision, attn_implementation="eager").eval()
     tok = _tokenizer(src, revision)

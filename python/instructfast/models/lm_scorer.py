@@ -20,56 +20,13 @@ import copy
 import functools
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from ..batching import length_buckets
 from .causal_lm import LoadedLM
-
-ALPACA_TEMPLATE = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-    "\n\n### Instruction:\n{instruction}\n\n### Response:\n"
-)
-ALPACA_INPUT_TEMPLATE = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    """How instruction (+ input, + earlier turns) become the context the output is scored under.
-
-    ``with_input`` is used when the row has a non-empty input; ``{history}`` (earlier turns of
-    a multi-turn record) is prepended with ``history_prefix`` when present.
-    """
-
-    without_input: str = ALPACA_TEMPLATE
-    with_input: str = ALPACA_INPUT_TEMPLATE
-    history_prefix: str = "{history}\n\n"
-
-    @classmethod
-    def named(cls, name: str) -> "PromptTemplate":
-        if name == "alpaca":
-            return cls()
-        if name == "plain":  # instruction and input joined by a newline, then a newline
-            return cls("{instruction}\n", "{instruction}\n{input}\n")
-        if "{instruction}" in name:  # a user-supplied format string
-            return cls(name, name)
-        msg = f"`prompt_template` must be 'alpaca', 'plain' or a format string with {{instruction}}, got {name!r}"
-        raise ValueError(msg)
-
-    def render(self, instruction: str, input: str | None, history: str | None) -> str:
-        if input:
-            text = self.with_input.format(instruction=instruction, input=input)
-        else:
-            text = self.without_input.format(instruction=instruction, input="")
-        if history:
-            text = self.history_prefix.format(history=history) + text
-        return text
 
 
 @dataclass
@@ -234,9 +191,11 @@ class LMScorer:
             return None
         return cache
 
-    def _batch(self, rows: Sequence[Encoded], batch: np.ndarray, shared: int = 0, prefix=None) -> tuple[np.ndarray, np.ndarray]:
+    def _batch(
+        self, rows: Sequence[Encoded], batch: np.ndarray, shared: int = 0, prefix=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        from ..indicators.logprob import fused_linear_logprobs, token_logprobs
+        from ..ops.logprob import fused_linear_logprobs, token_logprobs
 
         seqs = [rows[i].context + rows[i].target for i in batch]
         L = max(len(s) for s in seqs)

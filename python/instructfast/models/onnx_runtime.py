@@ -20,19 +20,20 @@ tokenizer files and ``manifest.json``. :class:`OnnxModel` opens it once:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
 import threading
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from .._cores import available_cores
 from ..batching import length_buckets
-from ..errors import ImplementationFallbackWarning, MissingDependencyError
+from ..errors import ArgumentError, ImplementationFallbackWarning, MissingDependencyError, ModelError, ModelFileError
 
 MANIFEST = "manifest.json"
 FORMAT = "instructfast-onnx"
@@ -43,11 +44,11 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     p = Path(folder) / MANIFEST
     if not p.exists():
         msg = f"{folder} has no {MANIFEST}: not a folder written by `instructfast export`"
-        raise FileNotFoundError(msg)
+        raise ModelFileError(msg)
     m = json.loads(p.read_text())
     if m.get("format") != FORMAT:
         msg = f"{p}: format {m.get('format')!r}, expected {FORMAT!r}"
-        raise ValueError(msg)
+        raise ModelError(msg)
     return m
 
 
@@ -121,7 +122,7 @@ def load_tokenizer(folder: str | os.PathLike, *, truncate_at: int | None):
     path = Path(folder) / "tokenizer.json"
     if not path.exists():
         msg = f"{folder} has no tokenizer.json (export writes the fast tokenizer)"
-        raise FileNotFoundError(msg)
+        raise ModelFileError(msg)
     tok = Tokenizer.from_file(str(path))
     tok.no_padding()
     if truncate_at:
@@ -171,7 +172,7 @@ class OnnxModel:
         self.layout: str = self.manifest.get("layout", "padded")
         if self.layout not in ("padded", "packed"):
             msg = f"{self.folder}: unknown graph layout {self.layout!r} (written by a newer instructfast?)"
-            raise ValueError(msg)
+            raise ModelError(msg)
         self.session = make_session(
             self.folder / "model.onnx",
             device=device,
@@ -180,13 +181,25 @@ class OnnxModel:
             spin=spin,
             disabled_optimizers=self.manifest.get("session", {}).get("disabled_optimizers", ()),
         )
-        self.on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        self.provider: str = self.session.get_providers()[0]
+        self.on_gpu = self.provider == "CUDAExecutionProvider"
         packed = self.layout == "packed"
         self.token_budget = int(token_budget or (65_536 if self.on_gpu else 4096 if packed else 8192))
         self.max_rows = int(max_rows or (256 if self.on_gpu or packed else 64))
         self.slack = (0.5 if self.on_gpu else 0.05) if slack == "auto" else slack
         self._tok_trunc = load_tokenizer(self.folder, truncate_at=self.max_length)
         self._tok_full = load_tokenizer(self.folder, truncate_at=None)
+
+    def source_record(self) -> dict[str, str | None]:
+        """Kind, folder and the content hash of the exported files, for a run record."""
+        files = self.manifest.get("files", {})
+        digest = hashlib.sha256("".join(f"{k}  {v}\n" for k, v in sorted(files.items())).encode()).hexdigest()
+        return {
+            "kind": f"onnx {self.kind} ({self.layout})",
+            "location": str(self.folder),
+            "sha256": digest if files else None,
+            "exported_from": self.manifest.get("source"),
+        }
 
     # -- tokenising -------------------------------------------------------------------
     def encode(
@@ -224,7 +237,7 @@ class OnnxModel:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         if n and lengths.min() == 0:
             msg = "a row has no tokens; every graph needs at least one token per row"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         out: np.ndarray | None = None
         for pos in length_buckets(lengths, self.token_budget, self.max_rows, self.slack) if n else []:
             rows = [ids[i] for i in pos]
@@ -311,19 +324,6 @@ def packed_feed(rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         "attention_mask": real.astype(np.int32),
         "unpad_index": np.repeat(np.arange(len(rows), dtype=np.int64) * width, lens) + positions,
     }
-
-
-def model_options(extra: Mapping[str, object], prefix: str) -> dict:
-    """Runtime settings for one model from ``ScoreOptions.extra`` (``{prefix}_token_budget`` ...)."""
-    out: dict = {}
-    for key, cast in (("token_budget", int), ("max_rows", int), ("slack", float), ("inter_threads", int)):
-        v = extra.get(f"{prefix}_{key}", extra.get(f"onnx_{key}"))
-        if v is not None:
-            out[key] = cast(v)
-    spin = extra.get("onnx_spin")
-    if spin is not None:
-        out["spin"] = str(spin).lower() in ("1", "true", "yes")
-    return out
 
 
 _SHARED: dict[tuple, OnnxModel] = {}

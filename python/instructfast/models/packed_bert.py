@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
+
 INPUTS = ["input_ids", "position_ids", "pad_index", "attention_mask", "unpad_index"]
 # ORT rewrites Add + LayerNormalization into SkipLayerNormalization by default: slower on
 # these graphs (all-MiniLM-L6-v2, 2-core AMD EPYC: the fused op cost 2.2x Add + LN)
@@ -48,14 +50,14 @@ def padded_attention(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor, num_heads: int
 ) -> torch.Tensor:
     """``com.microsoft.Attention``: [B, L, H] input, [H, 3H] Q|K|V weight, [3H] bias, [B, L] mask."""
-    b, l, h = x.shape
+    b, seq, h = x.shape
     d = h // num_heads
-    qkv = (x @ weight + bias).view(b, l, 3, num_heads, d).permute(2, 0, 3, 1, 4)
+    qkv = (x @ weight + bias).view(b, seq, 3, num_heads, d).permute(2, 0, 3, 1, 4)
     q, k, v = qkv[0], qkv[1], qkv[2]
     scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
     scores = scores + (1.0 - mask.to(x.dtype))[:, None, None, :] * MASK_FILTER
     out = torch.softmax(scores, dim=-1) @ v
-    return out.permute(0, 2, 1, 3).reshape(b, l, h)
+    return out.permute(0, 2, 1, 3).reshape(b, seq, h)
 
 
 @padded_attention.register_fake
@@ -151,7 +153,7 @@ class PackedBertEmbedder(nn.Module):
         super().__init__()
         if not supports(body):
             msg = f"{type(body).__name__} is not a BERT encoder with absolute positions and exact GELU"
-            raise ValueError(msg)
+            raise ModelError(msg)
         cfg = body.config
         self.hidden = int(cfg.hidden_size)
         self.heads = int(cfg.num_attention_heads)
@@ -164,12 +166,12 @@ class PackedBertEmbedder(nn.Module):
         self.layers = nn.ModuleList(_PackedLayer(layer, self.heads) for layer in body.encoder.layer)
 
     def forward(self, input_ids, position_ids, pad_index, attention_mask, unpad_index):
-        b, l = pad_index.shape
+        b, seq = pad_index.shape
         flat_pad = pad_index.reshape(-1)
         x = self.embed_norm(self.word(input_ids) + self.position(position_ids) + self.type0)  # [T, H]
         for layer in self.layers:
-            x = layer(x, flat_pad, attention_mask, unpad_index, b, l)
-        padded = x.index_select(0, flat_pad).reshape(b, l, self.hidden)
+            x = layer(x, flat_pad, attention_mask, unpad_index, b, seq)
+        padded = x.index_select(0, flat_pad).reshape(b, seq, self.hidden)
         m = attention_mask.to(x.dtype).unsqueeze(-1)
         mean = (padded * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
         return F.normalize(mean, p=2.0, dim=1)
@@ -181,7 +183,9 @@ class _PackedLayer(nn.Module):
         a = layer.attention.self
         self.heads = heads
         # Q|K|V as one [H, 3H] product: the layout com.microsoft.Attention takes
-        self.qkv_weight = nn.Parameter(torch.cat([a.query.weight, a.key.weight, a.value.weight]).T.contiguous().detach())
+        self.qkv_weight = nn.Parameter(
+            torch.cat([a.query.weight, a.key.weight, a.value.weight]).T.contiguous().detach()
+        )
         self.qkv_bias = nn.Parameter(torch.cat([a.query.bias, a.key.bias, a.value.bias]).detach())
         self.attn_out = layer.attention.output.dense
         self.attn_norm = layer.attention.output.LayerNorm
@@ -189,11 +193,11 @@ class _PackedLayer(nn.Module):
         self.ffn_out = layer.output.dense
         self.ffn_norm = layer.output.LayerNorm
 
-    def forward(self, x, flat_pad, mask, unpad_index, b: int, l: int):
+    def forward(self, x, flat_pad, mask, unpad_index, b: int, seq: int):
         h = x.shape[-1]
-        padded = x.index_select(0, flat_pad).reshape(b, l, h)
+        padded = x.index_select(0, flat_pad).reshape(b, seq, h)
         att = torch.ops.instructfast.padded_attention(padded, self.qkv_weight, self.qkv_bias, mask, self.heads)
-        att = att.reshape(b * l, h).index_select(0, unpad_index)
+        att = att.reshape(b * seq, h).index_select(0, unpad_index)
         x = self.attn_norm(self.attn_out(att) + x)
         inner = torch.ops.instructfast.bias_gelu(x @ self.ffn_in.weight.T, self.ffn_in.bias)
         return self.ffn_norm(self.ffn_out(inner) + x)

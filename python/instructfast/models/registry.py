@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
+
+from ..errors import ArgumentError, ModelNotFoundError
 
 SourceKind = Literal["hf-folder", "gguf", "onnx-folder", "hub-id"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -97,9 +102,19 @@ class ModelSource:
     def describe(self) -> str:
         return f"{self.slot}: {self.kind} {self.location} ({self.chosen_by})"
 
+    def record(self) -> dict[str, str | None]:
+        """What a run record keeps of this source: slot, kind, location, how it was chosen, sha256."""
+        return {
+            "slot": self.slot,
+            "kind": self.kind,
+            "location": self.location,
+            "chosen_by": self.chosen_by,
+            "sha256": source_sha256(self.location),
+        }
 
-class ModelNotFound(LookupError):
-    """No model for a slot; the message says where it was looked for and how to get one."""
+
+ModelNotFound = ModelNotFoundError
+"""Former name of :class:`instructfast.ModelNotFoundError` (kept so old ``except`` clauses still work)."""
 
 
 def cache_dir() -> Path:
@@ -120,6 +135,57 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+_HASHES = "hashes.json"
+_hash_lock = threading.Lock()
+
+
+def cached_sha256(path: str | os.PathLike[str]) -> str:
+    """:func:`sha256_file`, remembered in ``cache_dir()/hashes.json`` by (path, size, mtime).
+
+    A model file is hashed once, at first use; it is hashed again only when its size or
+    modification time changes (a copy, a re-download, an edit).
+    """
+    p = Path(path).resolve()
+    st = p.stat()
+    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    store = cache_dir() / _HASHES
+    with _hash_lock:
+        try:
+            known = json.loads(store.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if key in known:
+            return str(known[key])
+        digest = sha256_file(p)
+        known = {k: v for k, v in known.items() if not k.startswith(f"{p}|")}  # older versions of this file
+        known[key] = digest
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_name(f".{_HASHES}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, sort_keys=True))
+            os.replace(tmp, store)
+        except OSError:  # a read-only cache only costs a re-hash next time
+            pass
+        return digest
+
+
+def source_sha256(location: str | os.PathLike[str]) -> str | None:
+    """SHA-256 identifying a model file or folder's content (None for a hub id not on disk).
+
+    A folder's digest covers every file under it: SHA-256 over the sorted lines
+    ``relative/path  sha256``, so a changed, added or removed file changes it.
+    """
+    p = Path(location).expanduser()
+    if p.is_file():
+        return cached_sha256(p)
+    if not p.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(x for x in p.rglob("*") if x.is_file()):
+        h.update(f"{f.relative_to(p).as_posix()}  {cached_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
 def classify(spec: str) -> SourceKind:
     """What kind of source a SPEC string names (without loading anything)."""
     p = Path(spec).expanduser()
@@ -131,14 +197,14 @@ def classify(spec: str) -> SourceKind:
         if (p / "config.json").exists():
             return "hf-folder"
         msg = f"{p} is a folder but holds neither config.json (Hugging Face) nor model.onnx (instructfast export)"
-        raise ModelNotFound(msg)
+        raise ModelNotFoundError(msg)
     if p.exists():
         msg = f"{p} is not a model: expected a Hugging Face folder, a .gguf file or an exported ONNX folder"
-        raise ModelNotFound(msg)
+        raise ModelNotFoundError(msg)
     if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
         return "hub-id"
     msg = f"model {spec!r} not found: no such file or folder, and not a hub id of the form org/name"
-    raise ModelNotFound(msg)
+    raise ModelNotFoundError(msg)
 
 
 def _packaged_default(slot: str) -> str | None:
@@ -165,12 +231,14 @@ def resolve(slot: str, models: Mapping[str, str] | None = None) -> ModelSource:
 
     Raises
     ------
-    ModelNotFound
+    instructfast.ModelNotFoundError
         With where it was looked for and how to get one.
+    instructfast.ArgumentError
+        For an unknown slot name.
     """
     if slot not in SLOTS:
         msg = f"unknown model slot {slot!r}; slots: {sorted(SLOTS)}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     info = SLOTS[slot]
     models = models or {}
     if models.get(slot):
@@ -188,4 +256,60 @@ def resolve(slot: str, models: Mapping[str, str] | None = None) -> ModelSource:
     msg = f"no {slot} model: looked in {looked}; to get one: {info.how_to_get}"
     if info.export_commands:
         msg += "; export commands: " + " | ".join(c.split("   #")[0] for c in info.export_commands)
-    raise ModelNotFound(msg)
+    raise ModelNotFoundError(msg)
+
+
+def check_models(models: Mapping[str, str] | None) -> None:
+    """Fail fast on a ``models=`` mapping naming a slot that does not exist (a typo would be ignored)."""
+    unknown = sorted(set(models or {}) - set(SLOTS))
+    if unknown:
+        msg = f"`models` has unknown slot(s) {unknown}; slots: {sorted(SLOTS)}"
+        raise ArgumentError(msg)
+
+
+# What a slot needs installed to run, and what an export (HF folder or hub id -> ONNX) needs on top.
+_RUNTIME = {
+    "lm": (("torch", "transformers"), "pip install torch==2.13.0 first, then pip install 'instructfast[models]'"),
+    "reward": (("onnxruntime", "tokenizers"), "pip install 'instructfast[models]'"),
+    "unieval": (("onnxruntime", "tokenizers"), "pip install 'instructfast[models]'"),
+    "embedder": (("onnxruntime", "tokenizers"), "pip install 'instructfast[models]'"),
+}
+_EXPORT = ("torch", "transformers", "onnxscript")
+
+
+@dataclass(frozen=True)
+class SlotStatus:
+    """Whether a slot can run here: its source when it can, else the reason and a hint."""
+
+    source: ModelSource | None
+    reason: str = ""
+    hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.source is not None
+
+
+def slot_status(slot: str, models: Mapping[str, str] | None = None) -> SlotStatus:
+    """Can ``slot`` be filled and run on this machine? (No model is loaded.)"""
+    needs, hint = _RUNTIME[slot]
+    for mod in needs:
+        if importlib.util.find_spec(mod) is None:
+            return SlotStatus(None, f"{mod} is not installed", hint)
+    try:
+        src = resolve(slot, models)
+    except ModelNotFoundError as e:
+        return SlotStatus(None, str(e))
+    if slot == "lm":
+        return SlotStatus(src, src.describe())
+    if src.kind == "gguf":
+        return SlotStatus(None, f"{src.describe()}: a GGUF file cannot fill the {slot} slot")
+    if src.kind != "onnx-folder":
+        for mod in _EXPORT:
+            if importlib.util.find_spec(mod) is None:
+                return SlotStatus(
+                    None,
+                    f"{src.describe()} needs a one-time ONNX export, which needs {mod}",
+                    f"run `instructfast export` where torch is installed, then --models {slot}=DIR",
+                )
+    return SlotStatus(src, src.describe())

@@ -21,15 +21,18 @@ Order of :attr:`SelectionResult.positions` (and of the rows in ``table``):
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from ..errors import RuleError, SchemaError
+from ..errors import ArgumentError, RuleError, SchemaError
+from ..io import to_table
 from ..rules import Rule
+from .fit import fit_rule
+from .subset_search import SubsetSearchResult, search_subset_size
 
 Method = Literal["rule", "kcenter", "kmeans-kcenter", "random"]
 METHODS: tuple[str, ...] = ("rule", "kcenter", "kmeans-kcenter", "random")
@@ -76,9 +79,8 @@ class SelectionResult:
     def summary(self) -> str:
         """One line: how many of how many, by which method, and what was left out."""
         left = "; ".join(f"{r}: {c}" for r, c in self.nulls.items())
-        return (
-            f"selected {self.k} of {self.available} available rows ({self.total} in input) by {self.method}"
-            + (f"; left out {self.total - self.available} ({left})" if self.nulls else "")
+        return f"selected {self.k} of {self.available} available rows ({self.total} in input) by {self.method}" + (
+            f"; left out {self.total - self.available} ({left})" if self.nulls else ""
         )
 
 
@@ -90,21 +92,21 @@ def resolve_budget(k: int | None, fraction: float | None, available: int) -> int
     """
     if (k is None) == (fraction is None):
         msg = "give exactly one of `k` (a row count) or `fraction` (a share of the available rows)"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if available < 1:
         msg = "no rows are available to select (every row's score or embedding is missing)"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if k is not None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
             msg = f"`k` must be an integer, got {k!r}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         if not 1 <= k <= available:
             msg = f"`k` must be in [1, {available}] (the rows available to select), got {k}"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         return int(k)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         msg = f"`fraction` must be a number with 0 < fraction <= 1, got {fraction!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return max(1, min(available, math.floor(fraction * available + 0.5)))
 
 
@@ -189,8 +191,8 @@ def select(
     """
     if method not in METHODS:
         msg = f"`method` must be one of {METHODS}, got {method!r}"
-        raise ValueError(msg)
-    table = _as_table(data)
+        raise ArgumentError(msg)
+    table = to_table(data)
     if method == "rule":
         return _select_rule(table, k, fraction, seed, rule, score_column, columns, models, device, threads)
     if method == "random":
@@ -199,20 +201,20 @@ def select(
         pos = np.random.default_rng(seed).choice(n, size=kk, replace=False).astype(np.int64)
         return SelectionResult(pos, table.take(pos), method, kk, seed, n, n)
     return _select_vectors(
-        table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, progress
+        table,
+        k,
+        fraction,
+        method,
+        seed,
+        embeddings,
+        already_selected,
+        clusters,
+        columns,
+        models,
+        device,
+        threads,
+        progress,
     )
-
-
-def _as_table(data: Any) -> pa.Table:
-    if isinstance(data, (str, os.PathLike)):
-        from ..io import read_table
-
-        return read_table(data)
-    if isinstance(data, pa.Table):
-        return data
-    from .._arrow import to_reader
-
-    return to_reader(data).read_all()
 
 
 def _bar(show: bool, total: int, desc: str, unit: str):
@@ -254,9 +256,10 @@ def _select_rule(table, k, fraction, seed, rule, score_column, columns, models, 
 def _select_vectors(
     table, k, fraction, method, seed, embeddings, already_selected, clusters, columns, models, device, threads, progress
 ) -> SelectionResult:
+    from ..models.embedder import embed_records
+    from ..vectors import array_vectors, column_vectors, unit_rows
     from .kcenter import kcenter_greedy
     from .kmeans_kcenter import kmeans_kcenter
-    from .vectors import array_vectors, column_vectors, embedder_vectors, unit_rows
 
     n = table.num_rows
     if isinstance(embeddings, str):
@@ -266,8 +269,13 @@ def _select_vectors(
     else:
         ebar = _bar(progress is True, n, "embedding", " rows")
         try:
-            x, valid = embedder_vectors(
-                table, columns=columns, models=models, device=device, threads=threads, progress=ebar.update if ebar else None
+            x, valid = embed_records(
+                table,
+                columns=columns,
+                models=models,
+                device=device,
+                threads=threads,
+                progress=ebar.update if ebar else None,
             )
         finally:
             if ebar is not None:
@@ -281,16 +289,20 @@ def _select_vectors(
     else:
         if already_selected is not None:
             msg = "`already_selected` is supported by the kcenter method only"
-            raise ValueError(msg)
+            raise ArgumentError(msg)
         kk = resolve_budget(k, fraction, pos.size)
     bar = _bar(progress is True, kk, "selecting", " picks")
     cb = bar.update if bar is not None else (progress if callable(progress) else None)
     try:
         if method == "kcenter":
-            local = kcenter_greedy(u, kk, already_selected=seeds, seed=seed, backend=backend, device=device, progress=cb)
+            local = kcenter_greedy(
+                u, kk, already_selected=seeds, seed=seed, backend=backend, device=device, progress=cb
+            )
             chosen = pos[local]
             return SelectionResult(chosen, table.take(chosen), method, kk, seed, int(pos.size), n, nulls)
-        local, km, quotas = kmeans_kcenter(u, kk, clusters=clusters, seed=seed, backend=backend, device=device, progress=cb)
+        local, km, quotas = kmeans_kcenter(
+            u, kk, clusters=clusters, seed=seed, backend=backend, device=device, progress=cb
+        )
     finally:
         if bar is not None:
             bar.close()
@@ -307,16 +319,21 @@ def _local_seeds(already_selected, pos: np.ndarray, n: int) -> np.ndarray:
     s = np.unique(np.asarray(already_selected, dtype=np.int64))
     if s.size and (s[0] < 0 or s[-1] >= n):
         msg = f"`already_selected` positions must be in [0, {n}), got {int(s[0] if s[0] < 0 else s[-1])}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     local = np.searchsorted(pos, s)
     bad = (local >= pos.size) | (pos[np.minimum(local, pos.size - 1)] != s) if pos.size else np.ones(s.size, bool)
     if bad.any():
         msg = f"`already_selected` rows {s[bad][:10].tolist()} have no usable embedding (null, NaN or zero)"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     return local.astype(np.int64)
 
 
-from .fit import fit_rule  # noqa: E402  (after _as_table, which fit uses)
-from .subset_search import SubsetSearchResult, search_subset_size  # noqa: E402
-
-__all__ = ["select", "SelectionResult", "resolve_budget", "METHODS", "fit_rule", "search_subset_size", "SubsetSearchResult"]
+__all__ = [
+    "select",
+    "SelectionResult",
+    "resolve_budget",
+    "METHODS",
+    "fit_rule",
+    "search_subset_size",
+    "SubsetSearchResult",
+]

@@ -9,12 +9,14 @@ gives the two-sided p-values.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import RuleError
+from ..io import to_table
 from ..rules import Rule
 
 INTERCEPT = "intercept"
@@ -113,9 +115,7 @@ def fit_rule(
     >>> rule.stats["r2"] > 0.99
     True
     """
-    from . import _as_table
-
-    table = _as_table(dataset_table)
+    table = to_table(dataset_table)
     names = table.column_names
     if loss_column not in names:
         msg = f"loss column `{loss_column}` not found; found columns: {names}"

@@ -32,9 +32,12 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import numpy as np
+
+from ..errors import ArgumentError
 
 Progress = Callable[[int], None]
 """Called with the number of points just selected (``tqdm.update`` fits)."""
@@ -101,29 +104,29 @@ def kcenter_greedy(
     x = np.asarray(vectors)
     if x.ndim != 2:
         msg = f"`vectors` must be a 2-d array [n, d], got shape {x.shape}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     n = x.shape[0]
     seeds = np.unique(np.asarray([] if already_selected is None else already_selected, dtype=np.int64))
     if seeds.size and (seeds[0] < 0 or seeds[-1] >= n):
         msg = f"`already_selected` positions must be in [0, {n}), got {seeds[0] if seeds[0] < 0 else seeds[-1]}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     free = n - seeds.size
     if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or not 1 <= k <= free:
         msg = f"`k` must be an integer in [1, {free}] ({n} rows, {seeds.size} already selected), got {k!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     with np.errstate(over="ignore", invalid="ignore"):
         finite = np.isfinite(np.einsum("ij,ij->i", x, x)) if x.size else np.ones(n, dtype=bool)
     if not finite.all():
         msg = f"`vectors` has NaN or inf values in {int((~finite).sum())} rows (first: row {int(np.argmin(finite))}); drop or fix them"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if start is not None and not 0 <= start < n:
         msg = f"`start` must be a row position in [0, {n}), got {start}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if seeds.size == 0 and start is None:
         start = int(np.random.default_rng(seed).integers(n))
     if strategy not in ("lazy", "full"):
         msg = f"`strategy` must be 'lazy' or 'full', got {strategy!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if _use_torch(backend, device):
         return _kcenter_torch(x, int(k), seeds, start, device, progress)
     if strategy == "lazy":
@@ -134,7 +137,7 @@ def kcenter_greedy(
 def _use_torch(backend: str, device: str | None) -> bool:
     if backend not in ("auto", "numpy", "torch"):
         msg = f"`backend` must be one of 'auto', 'numpy', 'torch', got {backend!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if backend != "auto":
         return backend == "torch"
     if device is not None:
@@ -148,7 +151,9 @@ def _use_torch(backend: str, device: str | None) -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _kcenter_numpy(x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, progress: Progress | None) -> np.ndarray:
+def _kcenter_numpy(
+    x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, progress: Progress | None
+) -> np.ndarray:
     dtype = np.float64 if x.dtype == np.float64 else np.float32
     x = np.ascontiguousarray(x, dtype=dtype)
     n, d = x.shape
@@ -250,7 +255,9 @@ def _kcenter_lazy(x: np.ndarray, k: int, seeds: np.ndarray, start: int | None, p
     dtype = np.float64 if x.dtype == np.float64 else np.float32
     x = np.ascontiguousarray(x, dtype=dtype)
     n, d = x.shape
-    rows_per_block = max(1, min(_BLOCK_BYTES // max(1, d * x.itemsize) // 4, _TEMP_BYTES // (_CENTRE_CHUNK * x.itemsize)))
+    rows_per_block = max(
+        1, min(_BLOCK_BYTES // max(1, d * x.itemsize) // 4, _TEMP_BYTES // (_CENTRE_CHUNK * x.itemsize))
+    )
     sq = np.einsum("ij,ij->i", x, x)
     bound = np.full(n, np.inf, dtype=dtype)  # >= true squared distance to the chosen set
     seen = np.zeros(n, dtype=np.int64)  # bound[i] accounts for centres[:seen[i]]

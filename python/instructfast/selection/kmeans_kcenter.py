@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ArgumentError
 from .kcenter import Progress, kcenter_greedy
 
 
@@ -46,11 +47,11 @@ def proportional_quotas(sizes, budget: int) -> np.ndarray:
     s = np.asarray(sizes, dtype=np.int64)
     if s.ndim != 1 or (s < 0).any():
         msg = f"`sizes` must be a 1-d array of non-negative counts, got {sizes!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     total = int(s.sum())
     if not 0 <= budget <= total:
         msg = f"`budget` must be in [0, {total}] (the rows available), got {budget}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     quota = np.zeros_like(s)
     left = budget
     room = s.copy()
@@ -96,7 +97,7 @@ def kmeans(vectors: np.ndarray, clusters: int, *, seed: int = 0, niter: int = 20
     n, d = x.shape
     if not 1 <= clusters <= n:
         msg = f"`clusters` must be in [1, {n}] (the rows available), got {clusters}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     km = faiss.Kmeans(d, int(clusters), niter=niter, seed=int(seed), verbose=False, min_points_per_centroid=1)
     km.train(x)
     dist, lab = km.index.search(x, 1)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from ..errors import MissingDependencyError
+from ..errors import ArgumentError, MissingDependencyError
 
 
 @dataclass
@@ -88,13 +89,13 @@ def search_subset_size(
     n = _length(ranked)
     if not (isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer)) and 1 <= low < high <= n):
         msg = f"need integers 1 <= low < high <= {n} (the ranked records), got low={low!r}, high={high!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if not isinstance(budget, (int, np.integer)) or budget < 2:
         msg = f"`budget` must be an integer >= 2 (evaluations), got {budget!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     if method not in ("auto", "blendsearch", "log-grid"):
         msg = f"`method` must be 'auto', 'blendsearch' or 'log-grid', got {method!r}"
-        raise ValueError(msg)
+        raise ArgumentError(msg)
     budget = min(int(budget), int(high) - int(low) + 1)
     history: list[tuple[int, float]] = []
     seen: dict[int, float] = {}
@@ -105,7 +106,7 @@ def search_subset_size(
             loss = float(evaluate(_head(ranked, size)))
             if not math.isfinite(loss):
                 msg = f"`evaluate` returned {loss} for size {size}; it must return a finite loss"
-                raise ValueError(msg)
+                raise ArgumentError(msg)
             seen[size] = loss
             history.append((size, loss))
         return seen[size]

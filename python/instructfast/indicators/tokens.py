@@ -1,0 +1,60 @@
+"""``tokens``: ``input_tokens`` and ``output_tokens``, counted with the LM slot's tokenizer.
+
+The rule's ``Len`` is ``output_tokens`` (the paper counted LLaMA-2 tokens). No special tokens
+are counted; only the tokenizer is loaded, never the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from ..columns import CanonicalBatch
+from ..models.registry import resolve, slot_status
+from ..options import ScoreOptions
+from ..run_record import RunRecord
+from .base import NULL_INSTRUCTION, NULL_OUTPUT, Availability, Indicator, NullCounter, OutputColumn, masked
+
+
+class Tokens(Indicator):
+    name = "tokens"
+    models = ("lm",)
+    columns = (
+        OutputColumn("input_tokens", pa.int64(), "LM tokens of instruction+input (no special tokens)"),
+        OutputColumn("output_tokens", pa.int64(), "LM tokens of the output (no special tokens); the rule's Len"),
+    )
+
+    @classmethod
+    def availability(cls, options: ScoreOptions) -> Availability:
+        return Availability.of(slot_status("lm", options.models))
+
+    def start(self) -> None:
+        from ..models.causal_lm import load_lm_tokenizer
+
+        self.source = resolve("lm", self.options.models)
+        self.tok = load_lm_tokenizer(self.source)
+
+    def record(self, run: RunRecord) -> None:
+        run.add_model(self.source.record())
+
+    def _count(self, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        texts = arr.to_pylist()
+        valid = np.array([t is not None for t in texts], dtype=bool)
+        ids = (
+            self.tok([t for t in texts if t is not None], add_special_tokens=False)["input_ids"] if valid.any() else []
+        )
+        counts = np.zeros(len(texts), dtype=np.int64)
+        counts[valid] = [len(x) for x in ids]
+        return counts, ~valid
+
+    def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
+        out: dict[str, pa.Array] = {}
+        if "input_tokens" in self.wanted:
+            c, bad = self._count(batch.prompt_text())
+            nulls.add("input_tokens", NULL_INSTRUCTION, int(bad.sum()))
+            out["input_tokens"] = masked(c, bad, pa.int64())
+        if "output_tokens" in self.wanted:
+            c, bad = self._count(batch.output)
+            nulls.add("output_tokens", NULL_OUTPUT, int(bad.sum()))
+            out["output_tokens"] = masked(c, bad, pa.int64())
+        return out
