@@ -30,6 +30,7 @@ import pyarrow as pa
 from ..columns import resolve_columns
 from ..errors import ArgumentTypeError, ModelError
 from ..prompts import embedding_texts
+from .embedder_torch import TorchEmbedder, load_torch_embedder, use_torch
 from .export import cached_export
 from .onnx_runtime import OnnxModel, read_manifest
 from .registry import ModelSource, resolve
@@ -108,7 +109,7 @@ def load_embedder(
     threads: int | None = None,
     backend: str = "auto",
     **runtime: object,
-) -> Embedder:
+) -> Embedder | TorchEmbedder:
     """The embedder for the ``embedder`` slot, loaded once per process and shared.
 
     Parameters
@@ -133,11 +134,8 @@ def load_embedder(
         When no embedder is configured and the packaged default is not installed.
     """
     src = resolve("embedder", models)
-    if backend != "onnx":
-        from .embedder_torch import load_torch_embedder, use_torch
-
-        if use_torch(backend, device, src):
-            return load_torch_embedder(src, device=device, threads=threads, **runtime)  # type: ignore[return-value]
+    if use_torch(backend, device, src):
+        return load_torch_embedder(src, device=device, threads=threads, **runtime)
     folder = exported_folder(src)
     key = (str(Path(folder).resolve()), device, threads, tuple(sorted(runtime.items())))
     with _LOCK:
