@@ -78,22 +78,25 @@ def _copy_minilm_tokenizer(dest: Path) -> None:
         shutil.copy(src / f, dest / f)
 
 
+# The tiny BERT body of the embedder tests (and of bench/gpu/embedder.py's dry run): 2 layers,
+# hidden 48, 4 heads, 128 positions, MiniLM's vocabulary size.
+TINY_BERT = dict(
+    vocab_size=30522,
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=96,
+    max_position_embeddings=128,
+)
+
+
 def tiny_bert_embedder(dest: Path, *, seed: int = 0) -> Path:
     """A 2-layer BertModel (hidden 48, 4 heads) with large random weights: differences show."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
     _copy_minilm_tokenizer(dest)
-    cfg = BertConfig(
-        vocab_size=30522,
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=96,
-        max_position_embeddings=128,
-        initializer_range=0.2,
-    )
-    BertModel(cfg).eval().save_pretrained(dest)
+    BertModel(BertConfig(**TINY_BERT, initializer_range=0.2)).eval().save_pretrained(dest)
     return dest
 
 
@@ -166,15 +169,7 @@ def tiny_sbert_embedder(dest: Path, *, seed: int = 0) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=2000,
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=96,
-        max_position_embeddings=128,
-        initializer_range=0.2,
-    )
+    cfg = BertConfig(**{**TINY_BERT, "vocab_size": 2000}, initializer_range=0.2)
     tok = wordpiece_tokenizer(_corpus(), vocab_size=2000)
     return sbert_folder(dest, BertModel(cfg).eval(), tok, max_seq_length=40)
 

@@ -60,15 +60,7 @@ MINILM = dict(
     intermediate_size=1536,
     max_position_embeddings=512,
 )
-TINY = dict(
-    vocab_size=30522,
-    hidden_size=48,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    intermediate_size=96,
-    max_position_embeddings=128,
-)
-EQUAL_TOL = 1e-5  # float32 vectors, as tests/test_embedder_torch.py demands on CPU
+EQUAL_TOL = 1e-5  # float32 vectors, as tests/models/test_embedder_torch.py demands on CPU
 
 
 def record_texts() -> list[str]:
@@ -116,7 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--texts", type=int, default=None, help="texts embedded per pass (default 4000; 200 dry)")
     ap.add_argument("--dtypes", default=None, help="comma-separated (default float32,float16; float32 dry)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--dry-run", action="store_true", help="CPU, tiny BERT (hidden 48, 2 layers), window 64")
+    ap.add_argument("--dry-run", action="store_true", help="CPU, tests.tiny_models.TINY_BERT, window 64")
     ap.add_argument("--budget-s", type=float, default=None, help="start no new dtype after this many seconds")
     args = ap.parse_args(argv)
 
@@ -131,7 +123,9 @@ def main(argv=None) -> int:
         return 2
     device = "cpu" if args.dry_run else "cuda"
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU dry run: {_common.cpu_model()}"
-    shape, window = (TINY, 64) if args.dry_run else (MINILM, 256)
+    from tests.tiny_models import TINY_BERT
+
+    shape, window = (TINY_BERT, 64) if args.dry_run else (MINILM, 256)
     n_texts = args.texts or (200 if args.dry_run else 4000)
     dtypes = (args.dtypes or ("float32" if args.dry_run else "float32,float16")).split(",")
 
