@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 SAMPLE := python/instructfast/data/alpaca_gpt4_sample.jsonl
 NATIVE := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp tools/*.py)
 
-.PHONY: demo test test-quick lint bench install install-test clean
+.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,14 @@ lint: $(VENV)/.lint
 
 bench: $(VENV)/.test
 	$(PY) bench/bench_textstats.py
+
+# The one GPU check (bench/gpu/run.sh, README "GPU check"): on a GPU machine with its own python3
+# (no venv there); the dry run checks its plumbing here (make test runs it too).
+gpu-check:
+	GIT_SHA=$$(git rev-parse --short HEAD 2>/dev/null) bash bench/gpu/run.sh
+
+gpu-dry-run: $(VENV)/.test
+	PYTHON=$(PY) bash bench/gpu/run.sh --dry-run
 
 clean:
 	rm -rf build demo_out .pytest_cache

@@ -118,15 +118,19 @@ def busy_cpus(interval: float = 1.0) -> float:
 
 
 def git_sha() -> str:
-    """Short commit of the checkout, ``-dirty`` when tracked files differ; "uncommitted" without one."""
+    """Short commit of the checkout, ``-dirty`` when tracked files differ.
+
+    Without a git checkout (a copy of the tree sent to a GPU machine) the ``GIT_SHA`` environment
+    variable names the commit, else "uncommitted".
+    """
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "uncommitted"
+        sha = ""
     if not sha:
-        return "uncommitted"
+        return os.environ.get("GIT_SHA") or "uncommitted"
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
     ).stdout.strip()

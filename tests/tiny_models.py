@@ -11,7 +11,10 @@ code is tested on models of the same architectures built from configs:
   ``<|prompter|>``, ``<|assistant|>``, ``<|endoftext|>``;
 * :func:`tiny_t5`: a T5 with a SentencePiece-style (Metaspace) BPE that has "Yes" and "No";
 * :func:`tiny_bert_embedder` / :func:`tiny_distilbert_embedder`: sentence-embedding bodies
-  (BERT: exported packed; DistilBERT: exported padded) with the MiniLM tokenizer.
+  (BERT: exported packed; DistilBERT: exported padded) with the MiniLM tokenizer;
+* :func:`tiny_sbert_embedder`: a BERT body saved as a sentence-transformers folder
+  (:func:`sbert_folder`) with a WordPiece tokenizer trained here (:func:`wordpiece_tokenizer`),
+  the recipe ``bench/gpu/embedder.py`` scales to MiniLM's shape on machines without MiniLM.
 
 Tokenizers are trained offline with ``tokenizers`` on the sample records.
 """
@@ -75,23 +78,100 @@ def _copy_minilm_tokenizer(dest: Path) -> None:
         shutil.copy(src / f, dest / f)
 
 
+# The tiny BERT body of the embedder tests (and of bench/gpu/embedder.py's dry run): 2 layers,
+# hidden 48, 4 heads, 128 positions, MiniLM's vocabulary size.
+TINY_BERT = dict(
+    vocab_size=30522,
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=96,
+    max_position_embeddings=128,
+)
+
+
 def tiny_bert_embedder(dest: Path, *, seed: int = 0) -> Path:
     """A 2-layer BertModel (hidden 48, 4 heads) with large random weights: differences show."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
     _copy_minilm_tokenizer(dest)
-    cfg = BertConfig(
-        vocab_size=30522,
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=96,
-        max_position_embeddings=128,
-        initializer_range=0.2,
-    )
-    BertModel(cfg).eval().save_pretrained(dest)
+    BertModel(BertConfig(**TINY_BERT, initializer_range=0.2)).eval().save_pretrained(dest)
     return dest
+
+
+def wordpiece_tokenizer(texts: list[str], *, vocab_size: int = 30522, model_max_length: int = 512):
+    """A BERT-style fast tokenizer (lower-cased WordPiece, ``[CLS] text [SEP]``) trained offline on ``texts``.
+
+    For machines without the MiniLM package (the GPU machine): the vocabulary holds the words of
+    ``texts`` and their pieces, so those texts split about as finely as under a real BERT vocabulary.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.decoder = decoders.WordPiece()
+    raw.train_from_iterator(
+        texts, trainer=trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False)
+    )
+    cls, sep = raw.token_to_id("[CLS]"), raw.token_to_id("[SEP]")
+    raw.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
+    )
+
+
+def sbert_folder(dest: Path, body, tokenizer, *, max_seq_length: int) -> Path:
+    """Save a BERT body and its tokenizer as a sentence-transformers folder (all-MiniLM-L6-v2's layout).
+
+    Modules Transformer (at the root), mean Pooling (``1_Pooling``), Normalize; ``max_seq_length``
+    in ``sentence_bert_config.json``.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    body.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    kinds = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+    modules = [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(kinds)
+    ]
+    (dest / "modules.json").write_text(json.dumps(modules, indent=2))
+    (dest / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": max_seq_length, "do_lower_case": False})
+    )
+    pooling = {
+        "word_embedding_dimension": body.config.hidden_size,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    }
+    (dest / "1_Pooling").mkdir(exist_ok=True)
+    (dest / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+    (dest / "2_Normalize").mkdir(exist_ok=True)
+    return dest
+
+
+def tiny_sbert_embedder(dest: Path, *, seed: int = 0) -> Path:
+    """:func:`tiny_bert_embedder`'s body with a tokenizer trained here, as a sentence-transformers
+    folder whose ``max_seq_length`` (40) is below the model's window: truncation is the folder's."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(**{**TINY_BERT, "vocab_size": 2000}, initializer_range=0.2)
+    tok = wordpiece_tokenizer(_corpus(), vocab_size=2000)
+    return sbert_folder(dest, BertModel(cfg).eval(), tok, max_seq_length=40)
 
 
 def tiny_distilbert_embedder(dest: Path, *, seed: int = 0) -> Path:
@@ -205,6 +285,7 @@ _BUILDERS = {
     "unieval": tiny_t5,
     "embedder-bert": tiny_bert_embedder,
     "embedder-distilbert": tiny_distilbert_embedder,
+    "embedder-sbert": tiny_sbert_embedder,
 }
 _ROOT: Path | None = None
 

@@ -41,6 +41,7 @@ from .indicators import describe as describe_indicators
 from .indicators.base import Availability
 from .io import FileSource, read_table, scan_file, write_table
 from .models.embedder import Embedder, load_embedder
+from .models.embedder_torch import TorchEmbedder
 from .models.export import export
 from .neighbors import NeighborIndex, SearchReport, knn_distances
 from .ops.textstats import mtld, text_stats, tokenize
@@ -91,6 +92,7 @@ __all__ = [
     "SearchReport",
     "SelectionResult",
     "SubsetSearchResult",
+    "TorchEmbedder",
     "UnavailableIndicatorWarning",
     "__version__",
     "build_pool",

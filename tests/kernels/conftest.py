@@ -16,6 +16,8 @@ import os
 import pytest
 import torch
 
+from tests.references import compare
+
 try:
     import triton  # noqa: F401
 
@@ -45,21 +47,14 @@ def import_indicator(name: str):
 def _assert_close(
     actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, seed: int, what: str = ""
 ) -> None:
-    """allclose in float64 with NaN == NaN; on failure name the worst indices and the seed."""
-    actual = actual.detach().to(torch.float64).cpu()
-    expected = expected.detach().to(torch.float64).cpu()
+    """:func:`tests.references.compare` (NaN == NaN); on failure name the worst indices and the seed."""
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    both_nan = torch.isnan(actual) & torch.isnan(expected)
-    same_inf = torch.isinf(actual) & (actual == expected)
-    err = (actual - expected).abs()
-    bad = ~(both_nan | same_inf | (err <= atol + rtol * expected.abs()))
-    if bad.any():
-        idx = torch.nonzero(bad).flatten()
-        worst = idx[torch.argsort(torch.nan_to_num(err[idx], nan=float("inf")), descending=True)][:5]
-        lines = [f"  [{i}] got {actual[i].item()!r} expected {expected[i].item()!r}" for i in worst.tolist()]
+    res = compare(actual, expected, atol=atol, rtol=rtol)
+    if not res.ok:
+        a, e = actual.detach().double().cpu(), expected.detach().double().cpu()
+        lines = [f"  [{i}] got {a[i].item()!r} expected {e[i].item()!r}" for i in res.worst]
         pytest.fail(
-            f"{what}: {int(bad.sum())}/{bad.numel()} mismatches (atol={atol}, rtol={rtol}, seed={seed}):\n"
-            + "\n".join(lines)
+            f"{what}: {res.n_bad}/{res.n} mismatches (atol={atol}, rtol={rtol}, seed={seed}):\n" + "\n".join(lines)
         )
 
 

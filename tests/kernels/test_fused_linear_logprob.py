@@ -10,35 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.references import TOLERANCES, reference_fused_linear_logprobs, torch_dtype
 
-def reference_fused_linear_logprobs(hidden, weight, targets, bias=None, ignore_index=-100):
-    """Ground truth: ``(hidden @ weight.T + bias).log_softmax(-1)`` in float64 + gather.
-
-    This is the unfused computation a transformers LM head + ``log_softmax`` performs (Liger's
-    ``TorchLMHeadCE`` in test_fused_linear_cross_entropy.py is the same baseline), done in float64
-    from the rounded bf16/fp16 inputs so that only the implementations' fp32 accumulation is
-    measured. Ignored positions give 0.0, targets outside [0, V) NaN.
-    """
-    z = hidden.to(torch.float64) @ weight.to(torch.float64).T
-    if bias is not None:
-        z = z + bias.to(torch.float64)
-    n_vocab = weight.shape[0]
-    logp = torch.log_softmax(z, dim=-1)
-    valid = (targets >= 0) & (targets < n_vocab)
-    out = logp.gather(1, targets.clamp(0, n_vocab - 1)[:, None]).squeeze(1)
-    out = torch.where(valid, out, torch.full_like(out, float("nan")))
-    return out.masked_fill(targets == ignore_index, 0.0)
-
-
-# (dtype, atol, rtol). Products of bf16/fp16 values are exact in fp32 and the reference reads the
-# same rounded inputs, so the error is fp32 summation over d (~sqrt(d) * 6e-8 * |logit|) and in
-# the log-sum-exp, ~1e-5 at logits of std 30. fp32 inputs round their products too: the same
-# budget holds (the kernel uses IEEE fp32 products for fp32, never TF32).
-DTYPES = [
-    pytest.param(torch.float32, 2e-4, 1e-5, id="fp32"),
-    pytest.param(torch.float16, 2e-4, 1e-5, id="fp16"),
-    pytest.param(torch.bfloat16, 2e-4, 1e-5, id="bf16"),
-]
+# (dtype, atol, rtol), one tolerance table with bench/gpu/parity.py (see tests/references.py).
+DTYPES = [pytest.param(torch_dtype(name), *tol, id=name) for name, tol in TOLERANCES["fused_linear_logprob"].items()]
+ATOL32, RTOL32 = TOLERANCES["fused_linear_logprob"]["fp32"]  # fixed-dtype cases below
 # (N, V, d, with_bias). "small-lm": a 4096-token head of width 128 (the GPU bench runs the real
 # sizes); "odd": nothing a power of two, with a bias. Kernel tiles are 16 x 128 x 32 below, so
 # V spans several column tiles with a partial last one, d several K steps with a partial last
@@ -115,7 +91,7 @@ def test_bias_dtype_ignore_index_and_out_of_range(impl, check):
     out = impl(hidden, weight, targets, bias, 3)
     assert out[1].item() == 0.0 and torch.isnan(out[2:5]).all()
     expected = reference_fused_linear_logprobs(hidden, weight, targets, bias, ignore_index=3)
-    check(out, expected, atol=2e-4, rtol=1e-5, what="bias fp32, ignore 3")
+    check(out, expected, atol=ATOL32, rtol=RTOL32, what="bias fp32, ignore 3")
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy log(0) for the all-forbidden row
@@ -130,7 +106,9 @@ def test_minus_inf_bias_masks_tokens(impl, check):
     targets[1] = 7
     out = impl(hidden, weight, targets, bias, -100)
     assert out[1].item() == float("-inf")
-    check(out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=2e-4, rtol=1e-5, what="-inf bias")
+    check(
+        out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=ATOL32, rtol=RTOL32, what="-inf bias"
+    )
 
 
 def test_batch_invariance(impl, seed):
@@ -147,7 +125,9 @@ def test_default_tiles_and_empty_batch(fused_kernel, check):
     # The launcher's own choice of tiles and splits (what the dispatcher uses), and N = 0.
     hidden, weight, bias, targets = make_inputs(21, 3000 + 1, 96, torch.bfloat16, with_bias=True)
     out = fused_kernel.fused_linear_logprob_forward(hidden, weight, targets, bias)
-    check(out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=2e-4, rtol=1e-5, what="defaults")
+    check(
+        out, reference_fused_linear_logprobs(hidden, weight, targets, bias), atol=ATOL32, rtol=RTOL32, what="defaults"
+    )
     empty = fused_kernel.fused_linear_logprob_forward(hidden[:0], weight, targets[:0])
     assert empty.shape == (0,) and empty.dtype == torch.float32
 
@@ -159,8 +139,8 @@ def test_fused_equals_materialised_kernel(fused_kernel, logprob_kernel, check):
     check(
         fused_kernel.fused_linear_logprob_forward(hidden, weight, targets, bias),
         logprob_kernel.logprob_forward(logits, targets),
-        atol=2e-4,
-        rtol=1e-5,
+        atol=ATOL32,
+        rtol=RTOL32,
         what="kernel (b) vs kernel (a)",
     )
 
@@ -177,7 +157,7 @@ def test_dispatcher_routes_and_records_no_gradient(dispatch, monkeypatch, check)
         monkeypatch.setenv("INSTRUCTFAST_KERNELS", choice)
         out = lp.fused_linear_logprobs(hidden, weight, targets, bias=bias)
         assert not out.requires_grad
-        check(out, expected, atol=2e-4, rtol=1e-5, what=f"INSTRUCTFAST_KERNELS={choice}")
+        check(out, expected, atol=ATOL32, rtol=RTOL32, what=f"INSTRUCTFAST_KERNELS={choice}")
 
 
 @pytest.mark.parametrize(

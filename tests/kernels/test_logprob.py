@@ -12,30 +12,11 @@ import doctest
 import pytest
 import torch
 
+from tests.references import TOLERANCES, reference_token_logprobs, torch_dtype
 
-def reference_token_logprobs(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Ground truth: ``torch.log_softmax`` in float64 + gather, with instructfast's conventions.
-
-    Computing in float64 from the very values the implementations read (already rounded to
-    bf16/fp16) makes the tolerances measure only their fp32 accumulation; ignored positions give
-    0.0 and targets outside [0, V) give NaN (see kernels/logprob.py).
-    """
-    n_vocab = logits.shape[1]
-    logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
-    valid = (targets >= 0) & (targets < n_vocab)
-    out = logp.gather(1, targets.clamp(0, n_vocab - 1)[:, None]).squeeze(1)
-    out = torch.where(valid, out, torch.full_like(out, float("nan")))
-    return out.masked_fill(targets == ignore_index, 0.0)
-
-
-# (dtype, atol, rtol). Inputs are exact in every dtype and the reference reads the same rounded
-# values, so only fp32 accumulation error is left: ~1e-7 relative on log-sum-exp values up to
-# ~500 (scale-30 logits shifted by 400). Rounding of the inputs themselves is not an error here.
-DTYPES = [
-    pytest.param(torch.float32, 1e-4, 1e-5, id="fp32"),
-    pytest.param(torch.float16, 1e-4, 1e-5, id="fp16"),
-    pytest.param(torch.bfloat16, 1e-4, 1e-5, id="bf16"),
-]
+# (dtype, atol, rtol), one tolerance table with bench/gpu/parity.py (see tests/references.py).
+DTYPES = [pytest.param(torch_dtype(name), *tol, id=name) for name, tol in TOLERANCES["logprob"].items()]
+ATOL32, RTOL32 = TOLERANCES["logprob"]["fp32"]  # fixed-dtype cases below
 # (N, V, BLOCK_V for the kernel). V > BLOCK_V everywhere, so the online log-sum-exp crosses
 # blocks and ends on a partial one: LLaMA-2's 32,000 = 7 x 4096 + 3328; 1017 = 3 x 256 + 249.
 SHAPES = [
@@ -96,7 +77,7 @@ def test_custom_ignore_index_and_out_of_range_targets(impl, check):
     out = impl(logits, targets, 5, 128)
     assert out[1].item() == 0.0
     assert torch.isnan(out[2:5]).all()
-    check(out, reference_token_logprobs(logits, targets, ignore_index=5), atol=1e-4, rtol=1e-5, what="ignore=5")
+    check(out, reference_token_logprobs(logits, targets, ignore_index=5), atol=ATOL32, rtol=RTOL32, what="ignore=5")
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy log(0) for the all -inf row
@@ -113,7 +94,7 @@ def test_minus_inf_logits(impl, check):
     out = impl(logits, targets, -100, 256)
     assert out[1].item() == float("-inf")
     assert torch.isnan(out[2])
-    check(out, reference_token_logprobs(logits, targets), atol=1e-4, rtol=1e-5, what="-inf logits")
+    check(out, reference_token_logprobs(logits, targets), atol=ATOL32, rtol=RTOL32, what="-inf logits")
 
 
 def test_batch_invariance(impl, seed):
@@ -138,8 +119,8 @@ def test_strided_rows_and_empty_batch(impl, check):
     check(
         impl(logits, targets, -100, 256),
         reference_token_logprobs(logits, targets),
-        atol=1e-4,
-        rtol=1e-5,
+        atol=ATOL32,
+        rtol=RTOL32,
         what="strided",
     )
     empty = impl(torch.randn(0, 64), torch.zeros(0, dtype=torch.int64), -100, 64)
@@ -152,8 +133,8 @@ def test_kernel_equals_torch_path(logprob_kernel, torch_path, check):
     check(
         logprob_kernel.logprob_forward(logits, targets),
         torch_path.token_logprobs_torch(logits, targets),
-        atol=1e-4,
-        rtol=1e-5,
+        atol=ATOL32,
+        rtol=RTOL32,
         what="kernel vs torch path",
     )
 
@@ -167,10 +148,10 @@ def test_dispatcher_routes_cpu_tensors(dispatch, logprob_kernel, torch_path, mon
     expected = reference_token_logprobs(logits, targets)
     monkeypatch.delenv("INSTRUCTFAST_KERNELS", raising=False)
     assert lp.resolve_impl("cpu")[0] == "torch"
-    check(lp.token_logprobs(logits, targets), expected, atol=1e-4, rtol=1e-5, what="auto (torch)")
+    check(lp.token_logprobs(logits, targets), expected, atol=ATOL32, rtol=RTOL32, what="auto (torch)")
     monkeypatch.setenv("INSTRUCTFAST_KERNELS", "triton")  # TRITON_INTERPRET=1: kernels run on CPU
     assert lp.resolve_impl("cpu")[0] == "triton"
-    check(lp.token_logprobs(logits, targets), expected, atol=1e-4, rtol=1e-5, what="forced triton")
+    check(lp.token_logprobs(logits, targets), expected, atol=ATOL32, rtol=RTOL32, what="forced triton")
     monkeypatch.setenv("INSTRUCTFAST_KERNELS", "torch")
     assert lp.resolve_impl("cpu")[0] == "torch"
     monkeypatch.setenv("INSTRUCTFAST_KERNELS", "cuda-please")

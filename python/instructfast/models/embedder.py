@@ -30,6 +30,7 @@ import pyarrow as pa
 from ..columns import resolve_columns
 from ..errors import ArgumentTypeError, ModelError
 from ..prompts import embedding_texts
+from .embedder_torch import TorchEmbedder, load_torch_embedder, use_torch
 from .export import cached_export
 from .onnx_runtime import OnnxModel, read_manifest
 from .registry import ModelSource, resolve
@@ -106,8 +107,9 @@ def load_embedder(
     *,
     device: str | None = None,
     threads: int | None = None,
+    backend: str = "auto",
     **runtime: object,
-) -> Embedder:
+) -> Embedder | TorchEmbedder:
     """The embedder for the ``embedder`` slot, loaded once per process and shared.
 
     Parameters
@@ -118,9 +120,13 @@ def load_embedder(
         ``"cpu"``, ``"cuda"`` (needs onnxruntime-gpu) or ``None`` (CUDA when the runtime has it).
     threads
         ORT intra-op threads (``None``: the cores available to the process).
+    backend
+        ``"onnx"``, ``"torch"`` (:class:`~instructfast.models.embedder_torch.TorchEmbedder`, same
+        surface and vectors) or ``"auto"``: ONNX Runtime, unless the embedder runs on CUDA and the
+        installed onnxruntime has no CUDA provider (see :func:`~instructfast.models.embedder_torch.use_torch`).
     runtime
         Batching and session settings passed to :class:`OnnxModel` (``token_budget``,
-        ``max_rows``, ``slack``, ``spin``, ``inter_threads``).
+        ``max_rows``, ``slack``, ``spin``, ``inter_threads``) or to the torch embedder.
 
     Raises
     ------
@@ -128,6 +134,8 @@ def load_embedder(
         When no embedder is configured and the packaged default is not installed.
     """
     src = resolve("embedder", models)
+    if use_torch(backend, device, src):
+        return load_torch_embedder(src, device=device, threads=threads, **runtime)
     folder = exported_folder(src)
     key = (str(Path(folder).resolve()), device, threads, tuple(sorted(runtime.items())))
     with _LOCK:
