@@ -7,7 +7,7 @@
 # budgets of a real run add up to under 8 minutes, start-ups included):
 #   build       the native core, when this checkout is not already installed with it:
 #               pip install --no-build-isolation --no-deps --no-index --target into the run folder
-#               (no network); when that fails, PYTHONPATH=python and INSTRUCTFAST_IMPL=python (the
+#               (no network); when that fails, a copy of the sources with the kernels and INSTRUCTFAST_IMPL=python (the
 #               pure-Python twin), reported in the summary
 #   env         card, versions, commit, which native core loaded and why         (summary.py env)
 #   parity      kernels (a) and (b) on CUDA against float64 torch                 (bench/gpu/parity.py)
@@ -132,8 +132,12 @@ case "$(tail -n 1 "$RUN/parts.tsv" | cut -f2)" in
       BUILD_STATUS="skipped" BUILD_DETAIL="this checkout already installed with its native core"
     fi ;;
   *)
-    export PYTHONPATH="$REPO/python${PYTHONPATH:+:$PYTHONPATH}" INSTRUCTFAST_IMPL=python
-    BUILD_STATUS="failed" BUILD_DETAIL="pure-Python twin: PYTHONPATH=python, INSTRUCTFAST_IMPL=python; see the build log"
+    # The package as the wheel lays it out, minus the extension: the Python sources with the
+    # Triton kernels at instructfast/kernels (the import path the kernel dispatcher uses).
+    rm -rf "$RUN/twin" && mkdir -p "$RUN/twin" && cp -r "$REPO/python/instructfast" "$RUN/twin/" \
+      && cp -r "$REPO/kernels" "$RUN/twin/instructfast/kernels"
+    export PYTHONPATH="$RUN/twin${PYTHONPATH:+:$PYTHONPATH}" INSTRUCTFAST_IMPL=python
+    BUILD_STATUS="failed" BUILD_DETAIL="pure-Python twin: the sources with the kernels, INSTRUCTFAST_IMPL=python; see the build log"
     ;;
 esac
 export BUILD_STATUS BUILD_SECONDS BUILD_DETAIL
@@ -183,5 +187,5 @@ FAILED=$((FAILED + 1 - REPORT_OK))
 cut -f1,2 "$RUN/parts.tsv" | sed 's/^/  /'
 # The run folder (build, per-step logs and CSVs) is merged into $OUT_DIR by now; keep it only
 # when $OUT_DIR lives inside it.
-case "$OUT_DIR" in "$RUN"/*) rm -rf "$RUN/site" "$RUN/build" ;; *) rm -rf "$RUN" ;; esac
+case "$OUT_DIR" in "$RUN"/*) rm -rf "$RUN/site" "$RUN/build" "$RUN/twin" ;; *) rm -rf "$RUN" ;; esac
 [ "$FAILED" = 0 ]

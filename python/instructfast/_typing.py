@@ -7,6 +7,24 @@ from typing import Any, Literal, Protocol, runtime_checkable
 FileFormat = Literal["json", "jsonl", "parquet", "arrow", "arrows", "csv"]
 """File formats the CLI and :func:`instructfast.read_table` understand (``arrow`` = IPC file, ``arrows`` = IPC stream)."""
 
+Overflow = Literal["null", "truncate"]
+"""Text beyond a model's window: null with a counted reason, or score its first tokens."""
+
+LMDtype = Literal["float32", "bfloat16", "float16"]
+"""Weights' dtype of the causal LM."""
+
+KnnBackend = Literal["auto", "faiss", "torch"]
+"""kNN search engine: faiss on the CPU, blocked torch matmul (CUDA), or auto."""
+
+EmbedderBackend = Literal["auto", "onnx", "torch"]
+"""Embedder runtime: ONNX Runtime, torch (CUDA without onnxruntime-gpu), or auto."""
+
+Exclude = Literal["none", "position", "match"]
+"""How a kNN search leaves a query's own row out of its neighbours."""
+
+SelectionMethod = Literal["rule", "kcenter", "kmeans-kcenter", "random"]
+"""How :func:`instructfast.select` chooses rows."""
+
 
 @runtime_checkable
 class ArrowStreamExportable(Protocol):

@@ -38,10 +38,11 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._typing import Exclude
 from .errors import ArgumentError, MissingDependencyError
 from .options import KnnOptions
 
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 DEFAULT_EXACT_MAX: int = KnnOptions.exact_max
 DEFAULT_RECALL_TARGET: float = KnnOptions.recall_target
 DEFAULT_RECALL_SAMPLE: int = KnnOptions.recall_sample
-Exclude = Literal["none", "position", "match"]
 
 
 @dataclass

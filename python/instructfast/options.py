@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypedDict
 
 from ._cores import available_cores
+from ._typing import EmbedderBackend, KnnBackend, LMDtype, Overflow
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
 
 _TRUE = ("1", "true", "yes", "on")
@@ -149,10 +150,6 @@ def _coerce(value: Any, hint: Any, f: dataclasses.Field, key: str) -> Any:
 
 # ---------------------------------------------------------------------------------------- groups
 
-Overflow = Literal["null", "truncate"]
-LMDtype = Literal["float32", "bfloat16", "float16"]
-KnnBackend = Literal["auto", "faiss", "torch"]
-
 
 @dataclass(frozen=True)
 class TextOptions(OptionGroup):
@@ -251,6 +248,9 @@ class UniEvalOptions(OnnxModelOptions):
 class EmbedderOptions(OnnxModelOptions):
     prefix: ClassVar[str] = "embedder"
     title: ClassVar[str] = "sentence embedder (knn_<i>)"
+    backend: EmbedderBackend = option(
+        "auto", "onnx, torch, or auto (torch on CUDA when onnxruntime has no CUDA provider, else ONNX Runtime)"
+    )
 
 
 @dataclass(frozen=True)

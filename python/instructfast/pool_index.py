@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from ._typing import EmbedderBackend
 from .columns import CanonicalBatch
 from .errors import ArgumentError, InputFormatError, OutputExistsError, SchemaError
 from .neighbors import DEFAULT_EXACT_MAX, NeighborIndex
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     import faiss
 
     from .models.embedder import Embedder
+    from .models.embedder_torch import TorchEmbedder
 
 POOL_FORMAT = "instructfast-knn-pool"
 POOL_VERSION = 1
@@ -56,6 +58,8 @@ class RecordVectors:
         instruction + input + output with the configured embedder.
     models, device, threads
         Embedder slot (``models["embedder"]``), device and CPU threads.
+    backend
+        ``"auto"``, ``"onnx"`` or ``"torch"`` (see :func:`instructfast.models.embedder.load_embedder`).
     runtime
         Batching settings for the embedder (``token_budget``, ``max_rows``, ``slack`` ...), as
         :meth:`instructfast.options.OnnxModelOptions.runtime` gives them.
@@ -69,14 +73,16 @@ class RecordVectors:
         device: str | None = None,
         threads: int | None = None,
         runtime: Mapping[str, Any] | None = None,
+        backend: EmbedderBackend = "auto",
     ) -> None:
         self.vectors_column = vectors_column
         self.models = dict(models or {})
         self.device = device
         self.threads = threads
         self.runtime = dict(runtime or {})
+        self.backend: EmbedderBackend = backend
         self.dim: int | None = None
-        self._embedder: Embedder | None = None
+        self._embedder: Embedder | TorchEmbedder | None = None
 
     def start(self) -> None:
         """Load the embedder (no-op for a vector column)."""
@@ -84,16 +90,15 @@ class RecordVectors:
             from .models.embedder import load_embedder
 
             self._embedder = load_embedder(
-                self.models or None, device=self.device, threads=self.threads, **self.runtime
+                self.models or None, device=self.device, threads=self.threads, backend=self.backend, **self.runtime
             )
             self.dim = int(self._embedder.dim)
 
     def model_record(self) -> dict[str, Any]:
         """The embedder in use, for a run record."""
-        emb = self._loaded_embedder()
-        return {**emb.model.source_record(), "slot": "embedder"}
+        return self._loaded_embedder().record()
 
-    def _loaded_embedder(self) -> Embedder:
+    def _loaded_embedder(self) -> Embedder | TorchEmbedder:
         """The embedder, loaded on first use; there is none when the vectors come from a column."""
         self.start()
         if self._embedder is None:

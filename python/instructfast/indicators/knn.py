@@ -124,6 +124,7 @@ class Knn(Indicator):
             device=opts.device,
             threads=opts.threads,
             runtime=opts.embedder.runtime(opts.onnx),
+            backend=opts.embedder.backend,
         )
         self._parts: list[np.ndarray] = []
         self._positions: list[np.ndarray] = []

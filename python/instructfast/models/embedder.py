@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from .._typing import EmbedderBackend
 from ..columns import resolve_columns
 from ..errors import ArgumentTypeError, ModelError
 from ..prompts import embedding_texts
@@ -60,6 +61,10 @@ class Embedder:
         self.dim: int = int(model.manifest["dim"])
         self.max_length: int = model.max_length
         self.source: Path = model.folder
+
+    def record(self) -> dict[str, str | None]:
+        """What a run record keeps of this embedder: backend, provider, folder, content hash."""
+        return {**self.model.source_record(), "slot": "embedder", "backend": f"onnxruntime {self.model.provider}"}
 
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Unit-norm embeddings of ``texts``.
@@ -107,7 +112,7 @@ def load_embedder(
     *,
     device: str | None = None,
     threads: int | None = None,
-    backend: str = "auto",
+    backend: EmbedderBackend = "auto",
     **runtime: object,
 ) -> Embedder | TorchEmbedder:
     """The embedder for the ``embedder`` slot, loaded once per process and shared.

@@ -27,11 +27,11 @@ from typing import Literal
 
 import numpy as np
 
+from .._typing import EmbedderBackend
 from ..batching import length_buckets
 from ..errors import ArgumentError, ArgumentTypeError, ModelError
 from .registry import ModelSource
 
-EmbedderBackend = Literal["auto", "onnx", "torch"]
 _BACKENDS = ("auto", "onnx", "torch")
 _DTYPES = ("float32", "float16", "bfloat16")
 # Rows tokenised per step: bounds the Python token lists held at once; buckets form inside a chunk.
@@ -187,6 +187,18 @@ class TorchEmbedder:
         self.max_rows = int(max_rows or (256 if cuda else 64))
         self.slack = (0.5 if cuda else 0.05) if slack == "auto" else slack
         self._torch = torch
+
+    def record(self) -> dict[str, str | None]:
+        """What a run record keeps of this embedder: backend, device, dtype, folder, content hash."""
+        from .registry import source_sha256
+
+        return {
+            "slot": "embedder",
+            "kind": "torch embedder",
+            "location": str(self.source),
+            "sha256": source_sha256(self.source),
+            "backend": f"torch {self.device} {self.dtype}",
+        }
 
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Unit-norm float32 embeddings ``[len(texts), dim]``, row i for ``texts[i]``.

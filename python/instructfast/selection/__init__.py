@@ -28,13 +28,14 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from .._typing import SelectionMethod
 from ..errors import ArgumentError, RuleError, SchemaError
 from ..io import to_table
 from ..rules import Rule
 from .fit import fit_rule
 from .subset_search import SubsetSearchResult, search_subset_size
 
-Method = Literal["rule", "kcenter", "kmeans-kcenter", "random"]
+Method = SelectionMethod
 METHODS: tuple[str, ...] = ("rule", "kcenter", "kmeans-kcenter", "random")
 SCORE_COLUMN = "predicted_log_loss"
 
