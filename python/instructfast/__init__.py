@@ -46,12 +46,13 @@ from .models.export import export
 from .neighbors import NeighborIndex, SearchReport, knn_distances
 from .ops.textstats import mtld, text_stats, tokenize
 from .options import ScoreOptions, describe_options
-from .pipeline import FileRunResult, score_file
+from .pipeline import FileRunResult, ShardedRunResult, ShardResult, score_file, score_files
 from .pool_index import ReferencePool, build_pool
 from .rules import RULES, Rule, get_rule
 from .run_record import RunRecord
 from .scoring import Scorer, ScoreReport, score
 from .selection import SelectionResult, SubsetSearchResult, fit_rule, search_subset_size, select
+from .shards import join_files
 
 __all__ = [
     "IMPL",
@@ -91,6 +92,8 @@ __all__ = [
     "Scorer",
     "SearchReport",
     "SelectionResult",
+    "ShardResult",
+    "ShardedRunResult",
     "SubsetSearchResult",
     "TorchEmbedder",
     "UnavailableIndicatorWarning",
@@ -101,6 +104,7 @@ __all__ = [
     "export",
     "fit_rule",
     "get_rule",
+    "join_files",
     "knn_distances",
     "load_embedder",
     "mtld",
@@ -108,6 +112,7 @@ __all__ = [
     "scan_file",
     "score",
     "score_file",
+    "score_files",
     "search_subset_size",
     "select",
     "text_stats",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from ._arrow import to_reader
 from ._typing import FileFormat
 from .columns import LAYOUTS
 from .errors import ArgumentError, InputFormatError
+from .sidecar import attach
 
 _EXT: dict[str, FileFormat] = {
     ".json": "json",
@@ -137,10 +138,48 @@ def scan_file(
         raise _located(p, fmt, e) from e
 
 
-def read_table(path: str | os.PathLike[str], *, format: str | None = None) -> pa.Table:
-    """Read a whole record file into a Table (see :func:`scan_file`)."""
+def read_table(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    scores: str | os.PathLike[str] | None = None,
+    id_column: str | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """Read a whole record file into a Table (see :func:`scan_file`), with its sidecar scores attached.
+
+    Parameters
+    ----------
+    path
+        A record file.
+    format
+        Its format (default: from the extension).
+    scores
+        Its sidecar (``instructfast score --sidecar``): the indicator columns are appended after
+        every row's key and text hash are checked (:func:`instructfast.sidecar.attach`).
+    id_column, columns
+        The sidecar's key column and the column map used when scoring, if any.
+
+    Raises
+    ------
+    instructfast.SchemaError
+        When the sidecar does not match the data row for row (the message names the first row).
+    """
     src = scan_file(path, format=format)
-    return pa.Table.from_batches(list(src.batches()), schema=src.schema)
+    table = pa.Table.from_batches(list(src.batches()), schema=src.schema)
+    if scores is None:
+        return table
+    side = read_table(scores)
+    shard = None if id_column else _sidecar_shard(side)
+    return attach(table, side, shard=shard, id_column=id_column, columns=columns)
+
+
+def _sidecar_shard(side: pa.Table) -> str | None:
+    """The one shard a sidecar says it belongs to (checked against itself, not the data's file name)."""
+    if "_shard" not in side.column_names or not side.num_rows:
+        return None
+    shards = side.column("_shard").unique().to_pylist()
+    return str(shards[0]) if len(shards) == 1 else None
 
 
 def to_table(data: Any) -> pa.Table:
