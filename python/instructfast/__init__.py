@@ -50,7 +50,7 @@ from .pipeline import FileRunResult, ShardedRunResult, ShardResult, score_file, 
 from .pool_index import ReferencePool, build_pool
 from .rules import RULES, Rule, get_rule
 from .run_record import RunRecord
-from .scoring import Scorer, ScoreReport, score
+from .scoring import RowResult, Scorer, ScoreReport, score
 from .selection import SelectionResult, SubsetSearchResult, fit_rule, search_subset_size, select
 from .shards import join_files
 
@@ -85,6 +85,7 @@ __all__ = [
     "ResumeError",
     "Rule",
     "RuleError",
+    "RowResult",
     "RunRecord",
     "SchemaError",
     "ScoreOptions",

@@ -76,16 +76,18 @@ class RowJob:
     text_columns: tuple[str, ...] = ()
 
 
-RowRunner = Callable[[RowJob], Iterator[RowResult]]
-"""Runs a shard's per-row work from row ``start``, yielding each batch's :class:`RowResult` in order."""
+RowRunner = Callable[[Sequence[RowJob]], Iterator[tuple[int, RowResult]]]
+"""Runs shards' per-row work, each from its row ``start``: yields (job index, :class:`RowResult`) with the
+jobs in the order given and each job's batches in row order."""
 
 
-def local_rows(job: RowJob) -> Iterator[RowResult]:
-    """The default row runner: the shard's batches through the scorer in this process."""
-    offset = job.start
-    for batch in _skip_rows(rebatch(job.source.reader(), job.batch_rows), job.start):
-        yield job.scorer.score_rows(batch, offset=offset)
-        offset += batch.num_rows
+def local_rows(jobs: Sequence[RowJob]) -> Iterator[tuple[int, RowResult]]:
+    """The default row runner: each shard's batches through its scorer in this process."""
+    for i, job in enumerate(jobs):
+        offset = job.start
+        for batch in _skip_rows(rebatch(job.source.reader(), job.batch_rows), job.start):
+            yield i, job.scorer.score_rows(batch, offset=offset)
+            offset += batch.num_rows
 
 
 @dataclass
@@ -279,6 +281,7 @@ class _Run:
     # ----------------------------------------------------------------- phase 1: per-row work
 
     def rows_phase(self) -> None:
+        jobs: list[RowJob] = []
         for shard in self.inputs.shards:
             store = self.store(shard, self._known(shard))
             if store.changed:
@@ -292,18 +295,29 @@ class _Run:
                 if self.on_progress:
                     self.on_progress(store.rows_done)
             src = self.source(shard)
-            scorer = self.scorer(src)
-            job = RowJob(shard, src, scorer, store.rows_done, self.opts.batch_rows, self.text_cols)
-            try:
-                for res in self.row_runner(job):
-                    store.append(res.batch, res.vectors, res.nulls.as_dict(), res.nulls.notes_dict(),
-                                 part_rows=self.checkpoint_rows)  # fmt: skip
-                    if self.on_progress:
-                        self.on_progress(res.batch.num_rows)
-            except BaseException:
-                store.abandon_open_part()
-                raise
-            store.finish_rows()
+            jobs.append(RowJob(shard, src, self.scorer(src), store.rows_done, self.opts.batch_rows, self.text_cols))
+        if not jobs:
+            return
+        # Results come job by job, in order: a job is finished once the next one's rows start.
+        done = 0
+        current = None
+        try:
+            for i, res in self.row_runner(jobs):
+                while done < i:
+                    self.stores[jobs[done].shard.rel].finish_rows()
+                    done += 1
+                current = self.stores[jobs[i].shard.rel]
+                current.append(res.batch, res.vectors, res.nulls.as_dict(), res.nulls.notes_dict(),
+                               part_rows=self.checkpoint_rows)  # fmt: skip
+                if self.on_progress:
+                    self.on_progress(res.batch.num_rows)
+        except BaseException:
+            if current is not None:
+                current.abandon_open_part()
+            raise
+        while done < len(jobs):
+            self.stores[jobs[done].shard.rel].finish_rows()
+            done += 1
 
     def _known(self, shard: Shard) -> Mapping[str, Any] | None:
         from .checkpoints import read_state

@@ -45,6 +45,7 @@ from .scoring import RowResult, Scorer
 INSTALL = "pip install 'instructfast[ray]'"
 VEC_PREFIX = "__instructfast_vec__"
 NULLS_COLUMN = "__instructfast_nulls__"
+JOB_COLUMN = "__instructfast_job__"
 
 
 def _ray() -> Any:
@@ -114,6 +115,19 @@ class ScorerActor:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         _faults.point("ray:batch")
+        if JOB_COLUMN not in table.column_names:
+            return self._score(table)
+        # Ray may merge blocks of several shards into one batch: each shard's rows are scored and
+        # counted apart, so the driver can attribute every null to its shard.
+        tags = table.column(JOB_COLUMN).to_numpy()
+        cuts = [0, *(np.flatnonzero(np.diff(tags)) + 1).tolist(), table.num_rows]
+        parts = []
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            part = self._score(table.slice(lo, hi - lo).drop_columns([JOB_COLUMN]))
+            parts.append(part.append_column(JOB_COLUMN, pa.array([int(tags[lo])] * (hi - lo), pa.int32())))
+        return pa.concat_tables(parts) if parts else table
+
+    def _score(self, table: pa.Table) -> pa.Table:
         batch = (
             table.combine_chunks().to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], table.schema)
         )
@@ -133,37 +147,44 @@ class ScorerActor:
         return result.append_column(NULLS_COLUMN, meta)
 
 
-class _ShardSource:
-    """A Ray Data datasource over one record file, read with instructfast's own readers from row ``start``."""
+def _shards_datasource(jobs: Sequence[RowJob]) -> Any:
+    """A Ray Data datasource over several record files, one read task each, read with instructfast's
+    own readers from each job's first unscored row; every block is tagged with its job's index."""
+    from ray.data.block import BlockMetadata
+    from ray.data.datasource import Datasource, ReadTask
 
-    def __init__(self, path: str, fmt: str, start: int, batch_rows: int, text_columns: tuple[str, ...]) -> None:
-        self.path, self.fmt, self.start, self.batch_rows, self.text_columns = path, fmt, start, batch_rows, text_columns
+    specs = [
+        (i, str(j.source.path), j.source.format, j.start, j.batch_rows, j.text_columns) for i, j in enumerate(jobs)
+    ]
 
-    def datasource(self) -> Any:
-        from ray.data.block import BlockMetadata
-        from ray.data.datasource import Datasource, ReadTask
-
-        path, fmt, start, batch_rows, text_columns = self.path, self.fmt, self.start, self.batch_rows, self.text_columns
-
+    def reader(i: int, path: str, fmt: str, start: int, batch_rows: int, text_columns: tuple[str, ...]) -> Any:
         def read() -> Iterator[pa.Table]:
             from ._arrow import rebatch
             from .pipeline import _skip_rows
 
             src = scan_file(path, format=fmt, batch_rows=batch_rows, text_columns=text_columns)
             for b in _skip_rows(rebatch(src.reader(), batch_rows), start):
-                yield pa.Table.from_batches([b])
+                t = pa.Table.from_batches([b])
+                yield t.append_column(JOB_COLUMN, pa.array([i] * t.num_rows, pa.int32()))
 
-        class _Source(Datasource):
-            def estimate_inmemory_data_size(self) -> int | None:
-                return None
+        return read
 
-            def get_read_tasks(
-                self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
-            ) -> list[Any]:
-                meta = BlockMetadata(num_rows=None, size_bytes=None, input_files=(path,), exec_stats=None)
-                return [ReadTask(read, meta)]
+    class _Shards(Datasource):
+        def estimate_inmemory_data_size(self) -> int | None:
+            return None
 
-        return _Source()
+        def get_read_tasks(
+            self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None
+        ) -> list[Any]:
+            return [
+                ReadTask(
+                    reader(*spec),
+                    BlockMetadata(num_rows=None, size_bytes=None, input_files=(spec[1],), exec_stats=None),
+                )  # fmt: skip
+                for spec in specs
+            ]
+
+    return _Shards()
 
 
 class RayEngine:
@@ -180,6 +201,8 @@ class RayEngine:
         GPUs each actor holds (``num_gpus``): 1 for one model replica per GPU.
     cpus_per_worker
         CPUs each actor holds; its torch and text-core threads follow it.
+    actor_options
+        Further Ray actor options for the scoring actors, e.g. ``{"runtime_env": {...}}``.
     """
 
     def __init__(
@@ -189,6 +212,7 @@ class RayEngine:
         workers: int | None = None,
         gpus_per_worker: float = 0.0,
         cpus_per_worker: float = 1.0,
+        actor_options: Mapping[str, Any] | None = None,
     ) -> None:
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             msg = f"`workers` must be a positive integer or None, got {workers!r}"
@@ -201,6 +225,7 @@ class RayEngine:
         self.workers = workers
         self.gpus_per_worker = float(gpus_per_worker)
         self.cpus_per_worker = float(cpus_per_worker)
+        self.actor_options = dict(actor_options or {})
 
     def start(self) -> Any:
         ray = self.ray
@@ -237,22 +262,41 @@ class RayEngine:
             compute=ray.data.ActorPoolStrategy(size=self.pool_size()),
             num_cpus=self.cpus_per_worker,
             num_gpus=self.gpus_per_worker or None,
-            max_restarts=-1,  # a dead actor is replaced ...
-            max_task_retries=-1,  # ... and its batch scored again: every row once
+            # Ray Data restarts a dead actor and retries its batch (max_restarts=-1, max_task_retries=-1
+            # by default for actor pools): a crashed worker loses no row and scores none twice.
+            **self.actor_options,
         )
 
     def row_runner(self) -> RowRunner:
-        """A row runner for :mod:`instructfast.pipeline`: a shard's per-row work on the actor pool."""
+        """A row runner for :mod:`instructfast.pipeline`: shards' per-row work on one actor pool.
 
-        def run(job: RowJob) -> Iterator[RowResult]:
+        Shards of one schema share one dataset (one read task each) and one actor pool, so the
+        models load once per actor for the whole run; rows come back in shard and row order.
+        """
+
+        def run(jobs: Sequence[RowJob]) -> Iterator[tuple[int, RowResult]]:
             ray = self.start()
-            src = _ShardSource(str(job.source.path), job.source.format, job.start, job.batch_rows, job.text_columns)
-            ds = ray.data.read_datasource(src.datasource())
-            scored = self.map_rows(ds, job.scorer, batch_rows=job.batch_rows, finish=False)
-            offset = job.start
-            for table in scored.iter_batches(batch_format="pyarrow", batch_size=None):
-                yield _unpack(table, offset)
-                offset += table.num_rows
+            groups: list[list[int]] = []  # runs of consecutive jobs with one scorer (one schema)
+            for i, job in enumerate(jobs):
+                if groups and jobs[groups[-1][0]].scorer is job.scorer:
+                    groups[-1].append(i)
+                else:
+                    groups.append([i])
+            for group in groups:
+                members = [jobs[i] for i in group]
+                # The reads ask for no CPU: with every CPU held by a scoring actor, a read task that
+                # waited for one would never run (Ray Data gives the actors their CPUs first).
+                ds = ray.data.read_datasource(_shards_datasource(members), num_cpus=0)
+                scored = self.map_rows(ds, members[0].scorer, batch_rows=members[0].batch_rows, finish=False)
+                offsets = [j.start for j in members]
+                for table in scored.iter_batches(batch_format="pyarrow", batch_size=None):
+                    # a batch may span the end of one shard and the start of the next: split it by job
+                    tags = table.column(JOB_COLUMN).to_numpy()
+                    cuts = [0, *(np.flatnonzero(np.diff(tags)) + 1).tolist(), table.num_rows]
+                    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+                        k = int(tags[lo])
+                        yield group[k], _unpack(table.slice(lo, hi - lo).drop_columns([JOB_COLUMN]), offsets[k])
+                        offsets[k] += hi - lo
 
         return run
 
@@ -293,6 +337,7 @@ def score(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 1.0,
+    actor_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Score a ``ray.data.Dataset`` of records; returns a Dataset with the indicator columns appended.
 
@@ -307,7 +352,11 @@ def score(
     [{'instruction': 'q', 'output': 'a b a', 'mtld': 3.0}]
     """
     engine = RayEngine(
-        address=address, workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker
+        address=address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker,
+        actor_options=actor_options,
     )
     ray = engine.start()
     opts = ScoreOptions.build(
@@ -376,11 +425,16 @@ def score_files(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
     cpus_per_worker: float = 1.0,
+    actor_options: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> ShardedRunResult:
     """:func:`instructfast.score_files` with the per-row work on a Ray cluster (same outputs, markers, resume)."""
     engine = RayEngine(
-        address=address, workers=workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker
+        address=address,
+        workers=workers,
+        gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker,
+        actor_options=actor_options,
     )
     return _score_files(inputs, output, row_runner=engine.row_runner(), **kwargs)
 
