@@ -103,7 +103,9 @@ class FileSource:
         if want.size == 0:
             return schema.empty_table()
         if want.min() < 0 or (self.num_rows is not None and want.max() >= self.num_rows):
-            msg = f"{self.path}: row positions must be in [0, {self.num_rows}), got {int(want.min())}..{int(want.max())}"
+            msg = (
+                f"{self.path}: row positions must be in [0, {self.num_rows}), got {int(want.min())}..{int(want.max())}"
+            )
             raise ArgumentError(msg)
         uniq = np.unique(want)
         parts: list[pa.Table] = []

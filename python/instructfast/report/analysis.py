@@ -10,9 +10,19 @@ from ..vectors import unit_rows
 
 
 def _ranks(v: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
+    """1-based ranks, ties given their average rank (as Spearman's rho defines them).
 
-    return rankdata(v)  # average ranks for ties, as Spearman's rho defines them
+    >>> _ranks(np.array([10.0, 30.0, 10.0, 20.0])).tolist()
+    [1.5, 4.0, 1.5, 3.0]
+    """
+    order = np.argsort(v)  # ties get their average rank below, so the sort need not be stable
+    sv = v[order]
+    first = np.r_[True, sv[1:] != sv[:-1]]
+    starts = np.flatnonzero(first)
+    ends = np.r_[starts[1:], v.size]
+    ranks = np.empty(v.size)
+    ranks[order] = ((starts + ends + 1) / 2)[np.cumsum(first) - 1]
+    return ranks
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,9 +120,7 @@ def pca_projection(sample: Sample, vectors: np.ndarray) -> Projection:
         comps = np.vstack([comps, np.zeros((2 - comps.shape[0], x.shape[1]))])
         explained = (*explained, 0.0)[:2]
     xy = (x - mean) @ comps.T
-    return Projection(
-        sample.ids[pos], xy, sample.pool[pos], sample.selected[pos], (explained[0], explained[1]), left
-    )
+    return Projection(sample.ids[pos], xy, sample.pool[pos], sample.selected[pos], (explained[0], explained[1]), left)
 
 
 __all__ = ["Projection", "Sample", "pca_projection", "spearman_matrix", "variance_shares"]

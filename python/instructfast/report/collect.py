@@ -78,9 +78,7 @@ class RulePlan:
     note: str = ""
 
 
-def plan_rule(
-    datasets: Sequence[Dataset], rule: str | Rule | Mapping[str, Any] | None, names: set[str]
-) -> RulePlan:
+def plan_rule(datasets: Sequence[Dataset], rule: str | Rule | Mapping[str, Any] | None, names: set[str]) -> RulePlan:
     """The rule whose terms the page shows: ``rule``, else the one the inputs were scored with."""
     explicit = rule is not None
     note = ""
@@ -148,9 +146,7 @@ class Findings:
         return [float(x) for x in np.quantile(v, qs)] if v.size else None
 
 
-def _matrix(
-    batch: pa.RecordBatch, columns: list[ChartColumn], rp: RulePlan
-) -> tuple[np.ndarray, np.ndarray]:
+def _matrix(batch: pa.RecordBatch, columns: list[ChartColumn], rp: RulePlan) -> tuple[np.ndarray, np.ndarray]:
     """``values[n, C]`` (NaN where a row has no finite value) and ``states[n, C]`` for one batch."""
     n = batch.num_rows
     names = batch.schema.names
@@ -324,9 +320,7 @@ def _projection_sample(f: Findings, rng: np.random.Generator) -> Sample:
     return Sample(ids, pool_only, selected)
 
 
-def _histogram_pass(
-    f: Findings, vectors: str | None, sample: Sample | None
-) -> np.ndarray | None:
+def _histogram_pass(f: Findings, vectors: str | None, sample: Sample | None) -> np.ndarray | None:
     assert f.histograms is not None
     n_chart = len(f.columns)
     g = f.groups.count

@@ -35,12 +35,12 @@ def _slug(name: str) -> str:
 
 def _row_table(head: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (), cls: str = "") -> str:
     """A table from already-escaped cells; columns in ``numeric`` right-aligned."""
-    th = "".join(f'<th{" class=n" if i in numeric else ""}>{h}</th>' for i, h in enumerate(head))
+    th = "".join(f"<th{' class=n' if i in numeric else ''}>{h}</th>" for i, h in enumerate(head))
     body = "".join(
-        "<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{c}</td>' for i, c in enumerate(r)) + "</tr>"
+        "<tr>" + "".join(f"<td{' class=n' if i in numeric else ''}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
         for r in rows
     )
-    return f'<table{f" class={cls}" if cls else ""}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+    return f"<table{f' class={cls}' if cls else ''}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
@@ -135,14 +135,18 @@ class Page:
         rows = []
         for d in f.datasets:
             layout = d.resolved.describe() if d.resolved else "no instruction/output columns (charts only)"
-            rec = f"yes, started {d.report.run.started}" if d.report and d.report.run.started else (
-                "report without run record" if d.report else "none"
+            rec = (
+                f"yes, started {d.report.run.started}"
+                if d.report and d.report.run.started
+                else ("report without run record" if d.report else "none")
             )
             size = svg.fmt(d.size_bytes / 2**20) + " MiB" if d.size_bytes is not None else "–"
             rows.append(
                 [escape(d.label), escape(d.where), escape(d.format), size, svg.fmt(d.rows), escape(layout), escape(rec)]
             )
-        table = _row_table(["input", "file", "format", "size", "rows", "text layout", "run record"], rows, numeric=(3, 4))
+        table = _row_table(
+            ["input", "file", "format", "size", "rows", "text layout", "run record"], rows, numeric=(3, 4)
+        )
         s = f.settings
         res = f.reservoir
         lines = [
@@ -152,11 +156,17 @@ class Page:
             f"{PREVIEW} characters are folded and cut at {s.max_chars:,} characters.",
         ]
         if f.group_reservoirs:
-            lines.append(f"Group medians come from up to {s.group_sample_rows:,} sampled rows per group (exact below that).")
+            lines.append(
+                f"Group medians come from up to {s.group_sample_rows:,} sampled rows per group (exact below that)."
+            )
         if f.projection is not None:
             lines.append(
                 f"The projection shows {int(f.projection.pool.sum()):,} rows sampled uniformly from the pool"
-                + (f" and {int((f.projection.selected & ~f.projection.pool).sum()):,} further selected rows" if f.selection else "")
+                + (
+                    f" and {int((f.projection.selected & ~f.projection.pool).sum()):,} further selected rows"
+                    if f.selection
+                    else ""
+                )
                 + "."
             )
         cols = ", ".join(f'<a href="#{_slug(c.name)}"><code>{escape(c.name)}</code></a>' for c in f.columns)
@@ -198,7 +208,10 @@ class Page:
             if run.models:
                 keys = list(dict.fromkeys(k for m in run.models for k in m))
                 rows = [
-                    [f'<span class="hash">{_value(m.get(k))}</span>' if k == "sha256" else _value(m.get(k)) for k in keys]
+                    [
+                        f'<span class="hash">{_value(m.get(k))}</span>' if k == "sha256" else _value(m.get(k))
+                        for k in keys
+                    ]
                     for m in run.models
                 ]
                 out.append("<h4>Models</h4>" + _row_table([escape(k) for k in keys], rows))
@@ -265,8 +278,8 @@ class Page:
                 f'<p class="meta">{kind}{self._models_of(col.indicator)}{scale}</p>{chart}'
                 f'<p class="note">Markers: median (solid), quartiles (dashed), 5th and 95th percentiles (dotted).</p>'
                 f"<table><thead><tr>{head}</tr></thead><tbody><tr>{vals}</tr></tbody></table>{reasons}"
-                f'<div class="ends"><div><h4>{f.settings.examples} lowest</h4>{self._examples(f.extremes.low[c])}</div>'
-                f"<div><h4>{f.settings.examples} highest</h4>{self._examples(f.extremes.high[c])}</div></div></article>"
+                f'<div class="ends"><div class="low"><h4>{f.settings.examples} lowest</h4>{self._examples(f.extremes.low[c])}</div>'
+                f'<div class="high"><h4>{f.settings.examples} highest</h4>{self._examples(f.extremes.high[c])}</div></div></article>'
             )
         if not cards:
             return '<p class="note">No numeric columns to chart.</p>'
@@ -298,7 +311,11 @@ class Page:
                     if name in ("input", "history") and not rec.get(name):
                         continue
                     fields += text_block(name, rec.get(name), mx)
-            out.append(f'<div class="ex"><div class="exh"><b>{svg.fmt(v)}</b> · {self._where(rid)}</div>{fields}</div>')
+            di, pos = split_id(rid)
+            out.append(
+                f'<div class="ex" data-input="{di}" data-row="{pos}" data-value="{v!r}">'
+                f'<div class="exh"><b>{svg.fmt(v)}</b> · {self._where(rid)}</div>{fields}</div>'
+            )
         return "".join(out)
 
     def _median(self, res: RowReservoir, c: int) -> float | None:
@@ -310,10 +327,14 @@ class Page:
         assert f.histograms is not None
         labels = f.groups.labels
         counts = f.tally.states[:, :, :].sum(axis=2)[:, 0] if f.columns else np.zeros(len(labels), np.int64)
-        head = ["column"] + [f"{escape(lab)}<br><span class=note>{svg.fmt(int(n))} rows</span>" for lab, n in zip(labels, counts)]
+        head = ["column"] + [
+            f"{escape(lab)}<br><span class=note>{svg.fmt(int(n))} rows</span>" for lab, n in zip(labels, counts)
+        ]
         rows = []
         for c, col in enumerate(f.columns):
-            rows.append([f"<code>{escape(col.name)}</code>"] + [svg.fmt(self._median(r, c)) for r in f.group_reservoirs])
+            rows.append(
+                [f"<code>{escape(col.name)}</code>"] + [svg.fmt(self._median(r, c)) for r in f.group_reservoirs]
+            )
         table = _row_table(head, rows, numeric=tuple(range(1, len(labels) + 1)))
         legend = self._legend([(lab, i) for i, lab in enumerate(labels)])
         charts = []
@@ -345,7 +366,12 @@ class Page:
                 rows.append((abs(rho[i, j]) if np.isfinite(rho[i, j]) else -1, i, j))
         rows.sort(reverse=True)
         top = [
-            [f"<code>{escape(names[i])}</code>", f"<code>{escape(names[j])}</code>", f"{rho[i, j]:.3f}", svg.fmt(int(n[i, j]))]
+            [
+                f"<code>{escape(names[i])}</code>",
+                f"<code>{escape(names[j])}</code>",
+                f"{rho[i, j]:.3f}",
+                svg.fmt(int(n[i, j])),
+            ]
             for _, i, j in rows[:10]
             if np.isfinite(rho[i, j])
         ]
@@ -378,7 +404,10 @@ class Page:
             q = f.quantiles(c, QS)
             out.append(
                 svg.histogram(
-                    f.binnings[c], f.histograms.counts[c][0], RULE_COLUMN, quantiles=dict(zip(QS, q)) if q else None,
+                    f.binnings[c],
+                    f.histograms.counts[c][0],
+                    RULE_COLUMN,
+                    quantiles=dict(zip(QS, q)) if q else None,
                     kind="rule-score",
                 )
             )
@@ -412,7 +441,16 @@ class Page:
                 )
             out.append(
                 _row_table(
-                    ["term", "coefficient", "median value", "p5", "median", "p95", "std of contribution", "share of ranking variance"],
+                    [
+                        "term",
+                        "coefficient",
+                        "median value",
+                        "p5",
+                        "median",
+                        "p95",
+                        "std of contribution",
+                        "share of ranking variance",
+                    ],
                     table,
                     numeric=tuple(range(1, 8)),
                 )
@@ -437,7 +475,11 @@ class Page:
             pct = f"{(pool <= sm).mean() * 100:.0f}" if sm is not None and pool.size else "–"
             rows.append([f"<code>{escape(col.name)}</code>", svg.fmt(pm), svg.fmt(sm), pct])
         out.append(
-            _row_table(["column", "pool median", "selected median", "pool percentile of the selected median"], rows, numeric=(1, 2, 3))
+            _row_table(
+                ["column", "pool median", "selected median", "pool percentile of the selected median"],
+                rows,
+                numeric=(1, 2, 3),
+            )
         )
         sel_series = len(f.series) - 1
         out.append(self._legend([("pool (all rows)", 8), ("selected", 5)]))
@@ -497,19 +539,32 @@ class Page:
                 told = sum(reasons.values())
                 parts = [f"{escape(r)}: {n:,}" for r, n in reasons.items()]
                 if nulls > told:
-                    parts.append(
-                        f"no reason recorded: {nulls - told:,}" if d.report else f"no run record: {nulls - told:,}"
-                    )
+                    if col.name == RULE_COLUMN and f.rule.computed:
+                        why = "a rule input is null"
+                    else:
+                        why = "no reason recorded" if d.report else "no run record"
+                    parts.append(f"{why}: {nulls - told:,}")
                 if bad:
                     parts.append(f"NaN or inf value: {bad:,}")
                 if absent:
                     parts.append(f"column absent from this input: {absent:,}")
-                rows.append([escape(d.label), f"<code>{escape(col.name)}</code>", svg.fmt(nulls + bad + absent), "<br>".join(parts)])
+                rows.append(
+                    [
+                        escape(d.label),
+                        f"<code>{escape(col.name)}</code>",
+                        svg.fmt(nulls + bad + absent),
+                        "<br>".join(parts),
+                    ]
+                )
             if d.report:
                 for name, why in d.report.unavailable.items():
-                    rows.append([escape(d.label), f"indicator <code>{escape(name)}</code>", "not computed", escape(why)])
+                    rows.append(
+                        [escape(d.label), f"indicator <code>{escape(name)}</code>", "not computed", escape(why)]
+                    )
         if not rows:
-            return '<p class="note">Every charted column has a value in every row, and every indicator was computed.</p>'
+            return (
+                '<p class="note">Every charted column has a value in every row, and every indicator was computed.</p>'
+            )
         return _row_table(["input", "column / indicator", "rows without a value", "reason"], rows, numeric=(2,))
 
 

@@ -113,10 +113,11 @@ class RowReservoir:
 
     def add(self, values: np.ndarray, ids: np.ndarray, groups: np.ndarray, selected: np.ndarray) -> None:
         n = values.shape[0]
-        free = self.capacity - self.ids.size
+        filled = self.rows()
+        free = self.capacity - filled
         if free > 0:  # fill first
             take = min(free, n)
-            self._put(slice(self.ids.size, self.ids.size + take), values[:take], ids[:take], groups[:take], selected[:take])
+            self._put(slice(filled, filled + take), values[:take], ids[:take], groups[:take], selected[:take])
             self.seen += take
             values, ids, groups, selected = values[take:], ids[take:], groups[take:], selected[take:]
             n -= take

@@ -40,7 +40,8 @@ nav { position: sticky; top: 0; z-index: 2; background: #fffffff0; border-bottom
   padding: 6px 28px; font-size: 13px; }
 nav a { margin-right: 14px; color: var(--accent); text-decoration: none; white-space: nowrap; }
 main { padding: 8px 28px 40px; max-width: 1500px; }
-section { margin-top: 26px; }
+section { margin-top: 26px; scroll-margin-top: 40px; }
+.card, h3 { scroll-margin-top: 40px; }
 h2 { font-size: 18px; border-bottom: 2px solid var(--line); padding-bottom: 4px; }
 h3 { font-size: 16px; margin: 0 0 4px; }
 h3 code, h2 code { font-size: 0.95em; }

@@ -124,7 +124,7 @@ def read_selection(
         if arr.ndim != 1 or not (arr.size == 0 or np.issubdtype(arr.dtype, np.integer)):
             msg = f"`selected` must be a file or a 1-D sequence of integer row positions, got {arr.dtype} of shape {arr.shape}"
             raise ArgumentError(msg)
-        return _from_positions(arr.astype(np.int64), "row positions given", datasets)
+        return _from_positions(arr.astype(np.int64), "", datasets)
     path = Path(selected)
     src = scan_file(path)
     if "position" in src.schema.names:
@@ -149,7 +149,8 @@ def _from_positions(pos: np.ndarray, where: str, datasets: Sequence[Dataset]) ->
         msg = f"`selected` positions must be >= 0, got {int(pos.min())}"
         raise ArgumentError(msg)
     uniq = np.unique(pos)
-    return Selection(where, [uniq], f"{uniq.size:,} row positions from {where}", int(pos.size))
+    how = f"{uniq.size:,} row positions" + (f" from {where}" if where else "")
+    return Selection(where or "positions", [uniq], how, int(pos.size))
 
 
 def _keys(canon: CanonicalBatch) -> list[int]:
@@ -172,7 +173,8 @@ def _match_records(path: Path, datasets: Sequence[Dataset], columns: Mapping[str
         keys = _keys(resolved.canonical(b))
         wanted.update(keys)
         requested += len(keys)
-    positions, found_keys = [], set()
+    positions: list[np.ndarray] = []
+    found_keys: set[int] = set()
     for d in datasets:
         if d.resolved is None:
             msg = f"cannot match the selected records of {path} in `{d.label}`: it has no instruction/output columns"

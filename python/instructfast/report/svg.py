@@ -105,7 +105,9 @@ class _Frame:
         for t in yticks:
             y = self.py0 - self.height(t)
             parts.append(f'<line class="grid" x1="{self.px0}" y1="{_a(y)}" x2="{self.px1}" y2="{_a(y)}"/>')
-            parts.append(f'<text class="tl" x="{self.px0 - 5}" y="{_a(y + 3)}" text-anchor="end">{ytick_text(t)}</text>')
+            parts.append(
+                f'<text class="tl" x="{self.px0 - 5}" y="{_a(y + 3)}" text-anchor="end">{ytick_text(t)}</text>'
+            )
         parts.append(
             f'<text class="al" x="{(self.px0 + self.px1) / 2}" y="{self.h - 6}" text-anchor="middle">'
             f"{escape(xlabel)}{' (log scale)' if self.log else ''}</text>"
@@ -158,7 +160,9 @@ def histogram(
             f"<title>{_bin_title(lo, hi, i == bins - 1, c)}</title></rect>"
         )
         if 0 < h < 1.5:  # bins too small to see still show that rows are there
-            body.append(f'<rect class="few" x="{_a(x0)}" y="{fr.py0 + 1}" width="{max(x1 - x0 - 0.6, 0.4):.2f}" height="2"/>')
+            body.append(
+                f'<rect class="few" x="{_a(x0)}" y="{fr.py0 + 1}" width="{max(x1 - x0 - 0.6, 0.4):.2f}" height="2"/>'
+            )
     for q, v in (quantiles or {}).items():
         x = fr.sx(v)
         body.append(
@@ -297,7 +301,7 @@ def scatter(xy: np.ndarray, selected: np.ndarray, titles: Sequence[str], explain
 
     body = [fr.axes(f"PC1 ({explained[0] * 100:.1f}% of variance)", f"PC2 ({explained[1] * 100:.1f}%)", [], str)]
     for pick, cls, r in ((~selected, "pt pool", 2.2), (selected, "pt sel", 3.2)):
-        for i in np.flatnonzero(pick):
+        for i in np.flatnonzero(pick).tolist():
             body.append(
                 f'<circle class="{cls}" cx="{_a(fr.sx(float(xy[i, 0])))}" cy="{_a(sy(float(xy[i, 1])))}" r="{r}">'
                 f"<title>{escape(titles[i])}</title></circle>"
