@@ -51,7 +51,15 @@ def test_every_type_a_public_call_returns_is_exported():
                     missing.append(f"{name}.{fn.__name__} returns {cls.__module__}.{cls.__qualname__}")
     assert not missing, "\n".join(missing)
     # the check saw the calls' real return types
-    assert {"SelectionResult", "ScoreReport", "SearchReport", "FileRunResult", "FileSource", "Embedder", "ReportResult"} <= seen
+    assert {
+        "SelectionResult",
+        "ScoreReport",
+        "SearchReport",
+        "FileRunResult",
+        "FileSource",
+        "Embedder",
+        "ReportResult",
+    } <= seen
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,9 @@ def load(driver, path: str | Path) -> Load:
     driver.get_log("performance")  # drop what earlier loads left
     driver.get_log("browser")
     driver.execute_cdp_cmd("Network.enable", {})
-    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*", "ftp://*"]})
+    driver.execute_cdp_cmd(
+        "Network.setBlockedURLs", {"urls": ["http://*", "https://*", "ws://*", "wss://*", "ftp://*"]}
+    )
     driver.get(url)
     driver.execute_script("return document.readyState")  # the page is loaded before the logs are read
     out = Load(url)

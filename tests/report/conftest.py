@@ -16,7 +16,7 @@ HOSTILE = [
     {
         "instruction": "<script>window.__pwned=1</script>",
         "input": "</textarea><textarea>",
-        "output": "&amp; &lt;b&gt; <b>unclosed <i>tags <!-- comment ]]> \" ' <img src=x onerror=\"window.__pwned=2\">",
+        "output": '&amp; &lt;b&gt; <b>unclosed <i>tags <!-- comment ]]> " \' <img src=x onerror="window.__pwned=2">',
         "source": "<b>hostile</b>",
     },
     {

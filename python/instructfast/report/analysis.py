@@ -70,7 +70,7 @@ def variance_shares(pred: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, in
     >>> t = np.array([[1.0, 0.0], [2.0, 0.1], [3.0, 0.0]])
     >>> s, n = variance_shares(t.sum(axis=1), t)
     >>> [round(float(v), 3) for v in s], n
-    [1.0, 0.0]
+    ([0.997, 0.003], 3)
     """
     ok = ~np.isnan(pred) & ~np.isnan(terms).any(axis=1)
     p, t = pred[ok], terms[ok]

@@ -47,19 +47,17 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
     >>> nice_ticks(0, 97)
     [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]
+    >>> nice_ticks(0.2, 1.0)
+    [0.2, 0.4, 0.6, 0.8, 1.0]
     """
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo] if math.isfinite(lo) else [0.0]
     raw = (hi - lo) / n
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    start = math.floor(lo / step) * step
-    ticks = []
-    t = start
-    while t < hi + step * 0.999:
-        ticks.append(round(t, 12))
-        t += step
-    return ticks
+    first = math.floor(lo / step)
+    count = math.ceil(hi / step - 1e-9) - first + 1
+    return [round(float((first + i) * step), 12) for i in range(count)]
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
