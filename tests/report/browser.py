@@ -110,6 +110,13 @@ def screenshot(report: str | Path, png: str | Path, width: int = 1280, height: i
         driver.save_screenshot(str(png))
     finally:
         driver.quit()
+    try:  # a palette image is a third of the size and looks the same for flat charts and text
+        from PIL import Image
+    except ImportError:
+        return Path(png)
+    with Image.open(png) as im:
+        small = im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    small.save(png, optimize=True)
     return Path(png)
 
 

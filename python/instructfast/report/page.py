@@ -188,8 +188,9 @@ class Page:
                 )
                 continue
             run = rep.run
-            out.append(
-                _kv(
+            blocks = [
+                "<div><h4>Run</h4>"
+                + _kv(
                     [
                         ("rows scored", rep.rows),
                         ("layout", rep.layout),
@@ -200,11 +201,11 @@ class Page:
                         ("seconds", rep.seconds),
                     ]
                 )
-            )
-            if run.implementations:
-                out.append("<h4>Implementations</h4>" + _kv(run.implementations.items()))
-            elif rep.impl:
-                out.append("<h4>Implementations</h4>" + _kv([("text core", rep.impl)]))
+                + "</div>"
+            ]
+            impl = run.implementations or ({"text core": rep.impl} if rep.impl else {})
+            if impl:
+                blocks.append("<div><h4>Implementations</h4>" + _kv(impl.items()) + "</div>")
             if run.models:
                 keys = list(dict.fromkeys(k for m in run.models for k in m))
                 rows = [
@@ -214,16 +215,16 @@ class Page:
                     ]
                     for m in run.models
                 ]
-                out.append("<h4>Models</h4>" + _row_table([escape(k) for k in keys], rows))
+                blocks.append(
+                    '<div class="wide"><h4>Models</h4>' + _row_table([escape(k) for k in keys], rows) + "</div>"
+                )
             if rep.notes:
                 notes = [(c, "; ".join(f"{k}: {v}" for k, v in what.items())) for c, what in rep.notes.items()]
-                out.append("<h4>Notes</h4>" + _kv(notes))
-            if run.options:
-                out.append("<h4>Options</h4>" + _kv(run.options.items()))
-            if run.versions:
-                out.append("<h4>Versions</h4>" + _kv(run.versions.items()))
-            if run.platform:
-                out.append("<h4>Platform</h4>" + _kv(run.platform.items()))
+                blocks.append("<div><h4>Notes</h4>" + _kv(notes) + "</div>")
+            for name, values in (("Options", run.options), ("Versions", run.versions), ("Platform", run.platform)):
+                if values:
+                    blocks.append(f"<div><h4>{name}</h4>" + _kv(values.items()) + "</div>")
+            out.append(f'<div class="facts">{"".join(blocks)}</div>')
         return "".join(out)
 
     def _models_of(self, indicator: str | None) -> str:
