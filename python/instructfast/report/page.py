@@ -159,6 +159,10 @@ class Page:
             lines.append(
                 f"Group medians come from up to {s.group_sample_rows:,} sampled rows per group (exact below that)."
             )
+        if f.selected_reservoir is not None:
+            lines.append(
+                f"Selected medians come from up to {s.group_sample_rows:,} sampled selected rows (exact below that)."
+            )
         if f.projection is not None:
             lines.append(
                 f"The projection shows {int(f.projection.pool.sum()):,} rows sampled uniformly from the pool"
