@@ -6,7 +6,7 @@ downloads) a driver. Every load records the page's console and its network activ
 Chrome's performance log (CDP ``Network.*`` events), and ``Network.setBlockedURLs`` blocks every
 URL other than the page itself, so a request would fail *and* be seen.
 
-``python -m tests.report.browser shot REPORT.html OUT.png`` writes a screenshot of a report.
+``python -m tests.report.browser shot REPORT.html OUT.png [ELEMENT_ID]`` writes a screenshot of a report.
 """
 
 from __future__ import annotations
@@ -102,11 +102,15 @@ def load(driver, path: str | Path) -> Load:
     return out
 
 
-def screenshot(report: str | Path, png: str | Path, width: int = 1280, height: int = 1700) -> Path:
-    """A PNG of the top of ``report`` (what the README shows)."""
+def screenshot(
+    report: str | Path, png: str | Path, at: str | None = None, width: int = 1280, height: int = 1500
+) -> Path:
+    """A PNG of ``report``: its top, or from the element with id ``at`` (the sticky menu stays in view)."""
     driver = start(width, height)
     try:
         driver.get(Path(report).resolve().as_uri())
+        if at:
+            driver.execute_script("document.getElementById(arguments[0]).scrollIntoView(); window.scrollBy(0, -44)", at)
         driver.save_screenshot(str(png))
     finally:
         driver.quit()
@@ -121,6 +125,6 @@ def screenshot(report: str | Path, png: str | Path, width: int = 1280, height: i
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] != "shot":
-        sys.exit("usage: python -m tests.report.browser shot REPORT.html OUT.png")
-    print(screenshot(sys.argv[2], sys.argv[3]))
+    if len(sys.argv) not in (4, 5) or sys.argv[1] != "shot":
+        sys.exit("usage: python -m tests.report.browser shot REPORT.html OUT.png [ELEMENT_ID]")
+    print(screenshot(sys.argv[2], sys.argv[3], *sys.argv[4:]))

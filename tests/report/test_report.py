@@ -63,6 +63,25 @@ def test_every_format_gives_exact_histograms_and_quantiles(tmp_path, scored_tabl
         assert "Implementations" in page.text and "text core" in page.text and "pyarrow" in page.text
 
 
+def test_run_facts_of_a_score_file_output_show_what_the_record_holds(tmp_path, sample_records):
+    src, out = tmp_path / "in.jsonl", tmp_path / "scored.parquet"
+    instructfast.write_table(pa.Table.from_pylist(sample_records[:50]), src)
+    with pytest.warns(instructfast.NullValuesWarning):
+        instructfast.score_file(src, out, indicators=["textstats"], threads=1)
+    rep = instructfast.ScoreReport.from_file(out)  # the footer, as score_file writes it
+    assert rep is not None and rep.run.started
+    page = read_page(instructfast.report(out, output=tmp_path / "r.html").path)
+    facts = page.html.split('id="run"')[1].split('id="indicators"')[0]
+    assert (
+        "No run record" not in facts
+        and rep.run.started in facts
+        and rep.layout.replace("`", "") in facts.replace("`", "")
+    )
+    for key, value in {**rep.run.implementations, **rep.run.versions, **rep.run.platform}.items():
+        assert f"<th>{key}</th><td>{value}</td>" in facts.replace("&#x27;", "'"), key
+    assert '"threads": 1' not in facts and "<th>threads</th><td>1</td>" in facts
+
+
 def test_log_bins_where_the_data_spans_decades(tmp_path, scored_table):
     page = read_page(instructfast.report(scored_table, output=tmp_path / "r.html").path)
     syn = page.charts_of("hist")["synthetic"]

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..columns import ResolvedColumns, resolve_columns
 from ..errors import ArgumentError, ArgumentTypeError, SchemaError
@@ -111,7 +112,10 @@ def open_inputs(
             raise ArgumentTypeError(msg)
         resolved = _resolve_text(src.schema, columns)
         label = labels[i] if labels is not None else default_label
-        out.append(Dataset(label, where, fmt, src, stored_report(src.schema), resolved, size))
+        meta = dict(src.schema.metadata or {})
+        if fmt == "parquet":  # score_file writes the report into the footer's key-value metadata only
+            meta.update(pq.read_metadata(item).metadata or {})
+        out.append(Dataset(label, where, fmt, src, stored_report(meta), resolved, size))
     if labels is None:
         _unique_labels(out)
     return out
@@ -135,9 +139,8 @@ def _unique_labels(datasets: list[Dataset]) -> None:
             d.label = f"{d.label} ({n + 1})"
 
 
-def stored_report(schema: pa.Schema) -> ScoreReport | None:
-    """The :class:`ScoreReport` in a schema's metadata (Parquet footers and Arrow files carry it)."""
-    meta = schema.metadata or {}
+def stored_report(meta: Mapping[bytes, bytes]) -> ScoreReport | None:
+    """The :class:`ScoreReport` in schema or Parquet footer metadata (Parquet and Arrow files carry it)."""
     return ScoreReport.from_json(meta[REPORT_KEY]) if REPORT_KEY in meta else None
 
 

@@ -60,6 +60,18 @@ def _value(v: Any) -> str:
     return escape(str(v))
 
 
+def _size(n: int) -> str:
+    """Bytes for people.
+
+    >>> _size(512), _size(82_857), _size(3 * 2**30)
+    ('512 B', '80.9 KiB', '3.0 GiB')
+    """
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def text_block(name: str, text: str | None, max_chars: int) -> str:
     """One record field: null/empty marked, short texts inline, long ones folded and cut at ``max_chars``."""
     label = f'<span class="fn">{escape(name)}</span>'
@@ -140,7 +152,7 @@ class Page:
                 if d.report and d.report.run.started
                 else ("report without run record" if d.report else "none")
             )
-            size = svg.fmt(d.size_bytes / 2**20) + " MiB" if d.size_bytes is not None else "–"
+            size = _size(d.size_bytes) if d.size_bytes is not None else "–"
             rows.append(
                 [escape(d.label), escape(d.where), escape(d.format), size, svg.fmt(d.rows), escape(layout), escape(rec)]
             )
@@ -271,20 +283,22 @@ class Page:
                 stats.append(("min", svg.fmt(float(t.lo[0, c]))))
                 stats += [(f"p{round(x * 100)}", svg.fmt(v)) for x, v in zip(QS, q or [])]
                 stats.append(("max", svg.fmt(float(t.hi[0, c]))))
-            head = "".join(f"<th class=n>{k}</th>" for k, _ in stats)
-            vals = "".join(f"<td class=n>{v}</td>" for _, v in stats)
+            table = "".join(f"<tr><th>{k}</th><td class=n>{v}</td></tr>" for k, v in stats)
             kind = f"indicator <code>{escape(col.indicator)}</code>" if col.indicator else "column"
             if col.name == RULE_COLUMN:
                 kind = "the rule's prediction (lower is better)"
             scale = "; log-scaled bins" if f.binnings[c].log else ""
             reasons = self._reasons_line(col.name)
+            ends = (
+                f'<div class="ends"><div class="low"><h4>{f.settings.examples} lowest</h4>{self._examples(f.extremes.low[c])}</div>'
+                f'<div class="high"><h4>{f.settings.examples} highest</h4>{self._examples(f.extremes.high[c])}</div></div>'
+            )
             cards.append(
                 f'<article class="card" id="{_slug(col.name)}"><h3><code>{escape(col.name)}</code></h3>'
-                f'<p class="meta">{kind}{self._models_of(col.indicator)}{scale}</p>{chart}'
-                f'<p class="note">Markers: median (solid), quartiles (dashed), 5th and 95th percentiles (dotted).</p>'
-                f"<table><thead><tr>{head}</tr></thead><tbody><tr>{vals}</tr></tbody></table>{reasons}"
-                f'<div class="ends"><div class="low"><h4>{f.settings.examples} lowest</h4>{self._examples(f.extremes.low[c])}</div>'
-                f'<div class="high"><h4>{f.settings.examples} highest</h4>{self._examples(f.extremes.high[c])}</div></div></article>'
+                f'<p class="meta">{kind}{self._models_of(col.indicator)}{scale}</p>'
+                f'<div class="top"><div>{chart}<p class="note">Markers: median (solid), quartiles (dashed), '
+                f"5th and 95th percentiles (dotted).</p></div>"
+                f'<div><table class="stats"><tbody>{table}</tbody></table>{reasons}</div></div>{ends}</article>'
             )
         if not cards:
             return '<p class="note">No numeric columns to chart.</p>'

@@ -53,9 +53,13 @@ th { color: var(--muted); font-weight: 600; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; padding-left: 10px; }
 table.kv th { width: 190px; }
 td.hash { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; word-break: break-all; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 18px; }
+.cards { display: grid; grid-template-columns: minmax(0, 1fr); gap: 18px; }
+.top { display: grid; grid-template-columns: minmax(0, 620px) minmax(200px, 1fr); gap: 8px 28px; align-items: start; }
+table.stats th { width: 90px; }
+@media (max-width: 900px) { .top, .ends { grid-template-columns: minmax(0, 1fr); } }
 .facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 0 28px; align-items: start; }
-.facts .wide { grid-column: 1 / -1; }
+.facts .wide { grid-column: 1 / -1; overflow-x: auto; }
+.facts .wide td { word-break: break-word; max-width: 480px; }
 .facts table.kv th { width: 150px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; min-width: 0; }
 .meta { color: var(--muted); font-size: 12.5px; margin: 0 0 6px; }
