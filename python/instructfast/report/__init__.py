@@ -167,7 +167,7 @@ def report(
     Examples
     --------
     >>> import tempfile, os, pyarrow as pa, instructfast
-    >>> t = instructfast.score(pa.table({"instruction": ["Say hi.", "Add."], "output": ["Hi there!", "4"]}),
+    >>> t = instructfast.score(pa.table({"instruction": ["Say hi.", "Add."], "output": ["Hi there!", "Four."]}),
     ...                        indicators="textstats")
     >>> r = instructfast.report(t, output=os.path.join(tempfile.mkdtemp(), "report.html"))
     >>> r.rows, r.columns[:2], r.exact
