@@ -137,8 +137,11 @@ class FileSource:
             for i in range(meta.num_row_groups):
                 n = meta.row_group(i).num_rows
                 lo = np.searchsorted(uniq, start)
-                if lo < uniq.size and uniq[lo] < start + n:
-                    yield start, self._parquet.read_row_group(i, columns=cols)
+                if lo < uniq.size and uniq[lo] < start + n:  # 8,192 rows at a time: a large row group is never whole
+                    at = start
+                    for b in self._parquet.iter_batches(batch_size=8_192, row_groups=[i], columns=cols):
+                        yield at, pa.Table.from_batches([b])
+                        at += b.num_rows
                 start += n
             return
         start = 0

@@ -23,7 +23,7 @@ import pyarrow as pa
 from ..errors import ArgumentError, ArgumentTypeError
 from ..rules import Rule
 from ..scoring import RULE_COLUMN
-from .collect import Settings, collect, plan_rule
+from .collect import Settings, gather, plan_rule
 from .inputs import ChartColumn, chart_columns, open_inputs, vector_column
 from .page import render
 from .subsets import find_groups, read_selection
@@ -220,7 +220,7 @@ def report(
     vectors = vector_column(datasets, embeddings)
     groups = find_groups(datasets, by, settings.max_groups)
     selection = read_selection(selected, datasets, columns) if selected is not None else None
-    findings = collect(datasets, cols, rp, groups, selection, vectors, settings)
+    findings = gather(datasets, cols, rp, groups, selection, vectors, settings)
     page_title = title or "instructfast report: " + ", ".join(d.label for d in datasets)
     html = render(findings, page_title)
     data = html.encode("utf-8", errors="replace")

@@ -180,7 +180,7 @@ def _matrix(batch: pa.RecordBatch, columns: list[ChartColumn], rp: RulePlan) -> 
     return values, states
 
 
-def collect(
+def gather(
     datasets: list[Dataset],
     columns: list[ChartColumn],
     rp: RulePlan,
@@ -411,4 +411,4 @@ def _embed_sample(f: Findings, sample: Sample) -> np.ndarray:
     return out
 
 
-__all__ = ["Findings", "RulePlan", "Settings", "Term", "collect", "plan_rule", "row_id", "split_id"]
+__all__ = ["Findings", "RulePlan", "Settings", "Term", "gather", "plan_rule", "row_id", "split_id"]
