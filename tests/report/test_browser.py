@@ -52,7 +52,7 @@ def page(tmp_path, scored_table, rng):
     sel = tmp_path / "sel.csv"
     instructfast.write_table(pa.table({"position": pa.array(pos, pa.int64())}), sel)
     res = instructfast.report(src, output=tmp_path / "report.html", selected=sel, by="source", rule=TOY_RULE)
-    return src, res
+    return src, res, pos
 
 
 def _expected_charts(table: pa.Table, groups: int) -> set[tuple[str, str]]:
@@ -80,8 +80,25 @@ def _check_heights(chart: dict, values: np.ndarray) -> None:
         assert b["height"] == pytest.approx(c / expect.max() * tallest, abs=0.01)
 
 
+def _check_overlay(chart: dict, series: dict[str, np.ndarray]) -> None:
+    bars = chart["bars"]
+    edges = [float(b["lo"]) for b in bars if b["series"] == bars[0]["series"]]
+    edges.append(float(next(b["hi"] for b in reversed(bars) if b["series"] == bars[0]["series"])))
+    shares = {}
+    for name, values in series.items():
+        got = [b for b in bars if b["series"] == name]
+        expect, _ = np.histogram(values, edges)
+        assert [b["count"] for b in got] == expect.tolist(), (chart["column"], name)
+        shares[name] = (got, expect / max(expect.sum(), 1))
+    top = max(float(sh.max()) for _, sh in shares.values())
+    tallest = max(b["height"] for b in bars)
+    for got, sh in shares.values():
+        for b, share in zip(got, sh):
+            assert b["height"] == pytest.approx(share / top * tallest, abs=0.01)
+
+
 def test_report_in_chromium(driver, page, scored_table):
-    src, res = page
+    src, res, selected = page
     loaded = browser.load(driver, res.path)
     assert loaded.page_seen, "the performance log did not record the page itself"
     assert loaded.requests == [] and loaded.failed == []
@@ -91,12 +108,25 @@ def test_report_in_chromium(driver, page, scored_table):
     groups = len(set(scored_table.column("source").to_pylist()))
     assert {(c["kind"], c["column"]) for c in charts} == _expected_charts(scored_table, groups)
     table = pq.read_table(src)  # the oracle reads the file itself
+    source = np.array(table.column("source").to_pylist())
     for chart in charts:
+        if chart["kind"] not in ("hist", "rule-score", "groups", "selection"):
+            continue
+        v = table.column(chart["column"]).cast(pa.float64()).to_numpy(zero_copy_only=False)
         if chart["kind"] in ("hist", "rule-score"):
-            v = table.column(chart["column"]).cast(pa.float64()).to_numpy(zero_copy_only=False)
             _check_heights(chart, v[np.isfinite(v)])
+            continue
+        # overlays: each series' bars are its own rows' shares, on one height scale for all series
+        series = {}
+        for name in dict.fromkeys(b["series"] for b in chart["bars"]):
+            if chart["kind"] == "groups":
+                rows = source == name
+            else:
+                rows = np.isin(np.arange(len(v)), selected) if name == "selected" else np.ones(len(v), bool)
+            series[name] = v[rows & np.isfinite(v)]
         if chart["kind"] == "groups":
-            assert len({b["series"] for b in chart["bars"]}) == min(groups, 12)
+            assert len(series) == min(groups, 12)
+        _check_overlay(chart, series)
     proj = next(c for c in charts if c["kind"] == "projection")
     assert proj["points"] == scored_table.num_rows
     # the hostile record: on the page as text, nothing ran
@@ -107,7 +137,7 @@ def test_report_in_chromium(driver, page, scored_table):
 
 
 def test_escaping_holds_without_the_content_security_policy(driver, page, tmp_path):
-    _, res = page
+    _, res, _ = page
     html = res.path.read_text()
     bare = tmp_path / "no-csp.html"
     start = html.index('<meta http-equiv="Content-Security-Policy"')
