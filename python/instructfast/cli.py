@@ -432,7 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("-i", "--indicators", help="comma-separated numeric columns to chart (default: all)")
     rp.add_argument("-r", "--rule", help="rule preset or JSON whose terms to show (default: the scoring run's)")
     rp.add_argument("--embeddings", metavar="COLUMN", help="vector column for the projection (default: first found)")
-    rp.add_argument("--embed", action="store_true", help="embed the projection sample when no vector column exists")
+    rp.add_argument(
+        "--embed", action="store_true", help="with --selected: embed the projection sample when no vector column exists"
+    )
     rp.add_argument("--columns", help="explicit text column map, e.g. instruction=question,output=answer")
     rp.add_argument("--title", help="page title")
     rp.add_argument("--bins", type=int, default=40, help="histogram bins (default 40)")

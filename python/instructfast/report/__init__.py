@@ -138,7 +138,7 @@ def report(
     embeddings
         A list column of vectors for the projection (default: the first such column, if any).
     embed
-        Embed the projection sample with the embedder when no vector column exists.
+        With ``selected``: embed the projection sample with the embedder when no vector column exists.
     columns
         Explicit text column mapping (``{"instruction": "question", "output": "answer"}``).
     title

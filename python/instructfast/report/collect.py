@@ -211,7 +211,8 @@ def gather(
     _statistics_pass(f)
     f.tally_all = f.tally.overall()
     _fix_bins(f)
-    sample = _projection_sample(f, rng) if (vectors or settings.embed) else None
+    # the projection shows where the selected rows sit: without a selection it is not drawn (nor paid for)
+    sample = _projection_sample(f, rng) if selection is not None and (vectors or settings.embed) else None
     vecs = _histogram_pass(f, vectors, sample)
     _text_pass(f, sample)
     if sample is not None:
