@@ -37,6 +37,22 @@ def fmt(x: float | int | None) -> str:
     return f"{x:.4g}"
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def tick_label(t: float) -> str:
+    """An axis label: powers of ten far from 1 as 10ⁿ (they stay narrow), the rest as :func:`fmt`.
+
+    >>> tick_label(1e6), tick_label(0.001), tick_label(2e6), tick_label(100.0)
+    ('10⁶', '10⁻³', '2,000,000', '100')
+    """
+    if t > 0:
+        e = round(math.log10(t))
+        if abs(e) >= 4 - (e < 0) and math.isclose(t, 10.0**e, rel_tol=1e-9):
+            return "10" + str(e).translate(_SUPERSCRIPT)
+    return fmt(t)
+
+
 def _a(x: float) -> str:
     """An attribute number: short, finite."""
     return f"{x:.2f}".rstrip("0").rstrip(".") if math.isfinite(x) else "0"
@@ -99,7 +115,9 @@ class _Frame:
                 continue
             x = self.sx(t)
             parts.append(f'<line class="tick" x1="{_a(x)}" y1="{self.py0}" x2="{_a(x)}" y2="{self.py0 + 4}"/>')
-            parts.append(f'<text class="tl" x="{_a(x)}" y="{self.py0 + 15}" text-anchor="middle">{fmt(t)}</text>')
+            parts.append(
+                f'<text class="tl" x="{_a(x)}" y="{self.py0 + 15}" text-anchor="middle">{tick_label(t)}</text>'
+            )
         for t in yticks:
             y = self.py0 - self.height(t)
             parts.append(f'<line class="grid" x1="{self.px0}" y1="{_a(y)}" x2="{self.px1}" y2="{_a(y)}"/>')
