@@ -48,6 +48,7 @@ from .ops.textstats import mtld, text_stats, tokenize
 from .options import ScoreOptions, describe_options
 from .pipeline import FileRunResult, ShardedRunResult, ShardResult, score_file, score_files
 from .pool_index import ReferencePool, build_pool
+from .report import ReportResult, report
 from .rules import RULES, Rule, get_rule
 from .run_record import RunRecord
 from .scoring import RowResult, Scorer, ScoreReport, score
@@ -82,6 +83,7 @@ __all__ = [
     "OptionError",
     "OutputExistsError",
     "ReferencePool",
+    "ReportResult",
     "ResumeError",
     "Rule",
     "RuleError",
@@ -110,6 +112,7 @@ __all__ = [
     "load_embedder",
     "mtld",
     "read_table",
+    "report",
     "scan_file",
     "score",
     "score_file",

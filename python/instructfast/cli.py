@@ -1,4 +1,4 @@
-"""Command line: ``instructfast score``, ``instructfast indicators``, ``instructfast rules``."""
+"""Command line: ``instructfast score``, ``select``, ``report``, ``indicators``, ``rules`` and the rest."""
 
 from __future__ import annotations
 
@@ -316,6 +316,43 @@ def _cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    res = report(
+        args.inputs,
+        output=args.output,
+        selected=args.selected,
+        by=args.by,
+        labels=_parse_list(args.labels),
+        indicators=_parse_list(args.indicators),
+        rule=args.rule,
+        embeddings=args.embeddings,
+        embed=args.embed,
+        columns=_parse_map(args.columns),
+        title=args.title,
+        bins=args.bins,
+        sample_rows=args.sample_rows,
+        projection_rows=args.projection_rows,
+        examples=args.examples,
+        max_chars=args.max_chars,
+        max_groups=args.max_groups,
+        seed=args.seed,
+        models=_parse_map(args.models),
+        device=args.device,
+        threads=args.threads,
+    )
+    sample = "all rows" if res.exact else f"a sample of {res.sample_rows:,} rows"
+    print(
+        f"report of {res.rows:,} rows ({len(res.columns)} columns; quantiles and correlations on {sample}"
+        + (f"; {res.selected:,} selected rows" if args.selected is not None else "")
+        + (f"; projection of {res.projection_rows:,} rows" if res.projection_rows else "")
+        + f") in {res.seconds:.2f} s, {res.bytes / 2**20:.2f} MiB"
+    )
+    print(f"wrote {res.path}")
+    return 0
+
+
 def _cmd_rules(args: argparse.Namespace) -> int:
     from .rules import RULES
 
@@ -476,6 +513,37 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--progress", dest="progress", action="store_true", default=None)
     sg.add_argument("--no-progress", dest="progress", action="store_false")
     sel.set_defaults(func=_cmd_select)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML page of scored file(s): charts, records, rule")
+    rp.add_argument("inputs", type=Path, nargs="+", metavar="SCORED", help="scored file(s), any supported format")
+    rp.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+    rp.add_argument(
+        "--selected",
+        type=Path,
+        metavar="FILE",
+        help="selected rows: a positions file (select --positions) or the selected records (matched by text)",
+    )
+    rp.add_argument("--by", metavar="COLUMN", help="compare groups of rows by this column's values")
+    rp.add_argument("--labels", help="comma-separated names for the inputs (default: file names)")
+    rp.add_argument("-i", "--indicators", help="comma-separated numeric columns to chart (default: all)")
+    rp.add_argument("-r", "--rule", help="rule preset or JSON whose terms to show (default: the scoring run's)")
+    rp.add_argument("--embeddings", metavar="COLUMN", help="vector column for the projection (default: first found)")
+    rp.add_argument(
+        "--embed", action="store_true", help="with --selected: embed the projection sample when no vector column exists"
+    )
+    rp.add_argument("--columns", help="explicit text column map, e.g. instruction=question,output=answer")
+    rp.add_argument("--title", help="page title")
+    rp.add_argument("--bins", type=int, default=40, help="histogram bins (default 40)")
+    rp.add_argument("--sample-rows", type=int, default=100_000, help="row sample for quantiles and correlations")
+    rp.add_argument("--projection-rows", type=int, default=2_000, help="pool rows in the projection")
+    rp.add_argument("--examples", type=int, default=5, help="records shown at each end of every column")
+    rp.add_argument("--max-chars", type=int, default=3_000, help="characters of a text shown before it is cut")
+    rp.add_argument("--max-groups", type=int, default=12, help="most groups compared (at most 12)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--models", help="embedder slot for --embed, e.g. embedder=/models/minilm")
+    rp.add_argument("--device", default=None, help="device for --embed (default: auto)")
+    rp.add_argument("-t", "--threads", type=int, default=None)
+    rp.set_defaults(func=_cmd_report)
 
     r = sub.add_parser("rules", help="list rule presets")
     r.set_defaults(func=_cmd_rules)
