@@ -579,6 +579,9 @@ class _Run:
         else:  # every shard was already written: no model was loaded, the first shard's report says what ran
             base = ScoreReport.from_json(json.dumps(first))
             run = base.run
+        if len(self.inputs.shards) == 1 and first:
+            # one output file: the run record returned is the one in its footer, not a later reading of the clock
+            run = ScoreReport.from_json(json.dumps(first)).run
         report = dataclasses.replace(base, rows=rows, nulls=nulls.as_dict(), notes=nulls.notes_dict())
         report.run = run
         report.seconds = _time.perf_counter() - self.started
