@@ -26,6 +26,7 @@ KnnScope = Literal["union", "shard"]
 """The pool of a sharded run's ``knn_<i>``: every shard together (the dataset, as the paper), or each shard alone."""
 
 VectorDtype = Literal["float32", "float16"]
+IvfStorage = Literal["sq8", "flat"]
 """How a run stores embedding checkpoints (float16 halves the disk; rows are re-normalised when read)."""
 
 SelectionMethod = Literal["rule", "kcenter", "kmeans-kcenter", "random"]

@@ -252,6 +252,7 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             exact_max=args.exact_max,
             nlist=args.nlist,
+            ivf_storage=args.ivf_storage,
             source=str(Path(args.input).resolve()),
             progress=bar.update,
         )
@@ -562,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N for the embedder (default: auto)")
     b.add_argument("--exact-max", type=int, default=200_000, help="larger pools also get an IVF index")
     b.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(count))")
+    b.add_argument(
+        "--ivf-storage", choices=["sq8", "flat"], default="sq8",
+        help="IVF codes: sq8 (a quarter of the memory; candidates re-ranked exactly) or flat",
+    )  # fmt: skip
     b.add_argument("--overwrite", action="store_true", help="replace an existing pool folder")
     bg = b.add_mutually_exclusive_group()
     bg.add_argument("--progress", dest="progress", action="store_true", default=None)

@@ -476,6 +476,25 @@ class _BatchWriter:
         self._w.close()
 
 
+def created_mode() -> int:
+    """The mode ``open()`` would give a new file here (0o666 less the umask).
+
+    Atomic writes start from ``mkstemp``, whose files are private (0o600); an output a user
+    shares or serves must get the permissions any other file they write gets. The umask is read
+    from /proc (Linux), else set and restored, which is not thread-safe but only briefly wrong.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_writer(
     path: str | os.PathLike[str], schema: pa.Schema, *, format: str | None = None
@@ -495,6 +514,7 @@ def atomic_writer(
     try:
         yield w
         w.close(w.metadata)
+        os.chmod(tmp, created_mode())
         os.replace(tmp, p)
         ok = True
     finally:

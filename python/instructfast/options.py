@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypedDict
 
 from ._cores import available_cores
-from ._typing import EmbedderBackend, KnnBackend, KnnScope, LMDtype, Overflow, VectorDtype
+from ._typing import EmbedderBackend, IvfStorage, KnnBackend, KnnScope, LMDtype, Overflow, VectorDtype
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
 
 _TRUE = ("1", "true", "yes", "on")
@@ -270,6 +270,9 @@ class KnnOptions(OptionGroup):
     )
     nprobe: int | None = option(None, "IVF lists probed at first (doubled until the recall target is met)", min=1)
     nlist: int | None = option(None, "IVF lists (default 4 * sqrt(pool))", min=1)
+    ivf_storage: IvfStorage = option(
+        "sq8", "how the IVF index holds the pool: sq8 (1 byte per value; candidates re-ranked exactly) or flat"
+    )
     recall_target: float = option(
         0.95, "recall@i the approximate search must reach on the sample (0, 1]", min=0.0, max=1.0
     )

@@ -85,6 +85,7 @@ class Knn(Indicator):
             "exact_max": knn.exact_max,
             "nprobe": knn.nprobe,
             "nlist": knn.nlist,
+            "ivf_storage": knn.ivf_storage,
             "recall_target": knn.recall_target,
             "recall_sample": knn.recall_sample,
             "backend": knn.backend,
