@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ._native import IMPL, IMPL_REASON
 from ._version import __version__
+from .batcher import BatchingScorer
 from .errors import (
     ArgumentError,
     ArgumentTypeError,
@@ -31,6 +32,8 @@ from .errors import (
     NullValuesWarning,
     OptionError,
     OutputExistsError,
+    Overloaded,
+    RecordError,
     ResumeError,
     RuleError,
     SchemaError,
@@ -62,6 +65,7 @@ __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
     "Availability",
+    "BatchingScorer",
     "Embedder",
     "ExportError",
     "ExportVerificationError",
@@ -82,6 +86,8 @@ __all__ = [
     "NullValuesWarning",
     "OptionError",
     "OutputExistsError",
+    "Overloaded",
+    "RecordError",
     "ReferencePool",
     "ReportResult",
     "ResumeError",

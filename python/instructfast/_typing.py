@@ -29,6 +29,9 @@ VectorDtype = Literal["float32", "float16"]
 IvfStorage = Literal["sq8", "flat"]
 """How a run stores embedding checkpoints (float16 halves the disk; rows are re-normalised when read)."""
 
+OnFull = Literal["reject", "wait"]
+"""What a request that finds a service's queue full does: refused with ``Overloaded`` (HTTP 503), or waits."""
+
 SelectionMethod = Literal["rule", "kcenter", "kmeans-kcenter", "random"]
 """How :func:`instructfast.select` chooses rows."""
 

@@ -135,6 +135,43 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import require, run
+    from .serve.app import ServeConfig
+
+    require()
+    opts = _parse_options(args.option)
+    flags = {
+        "mtld_threshold": args.mtld_threshold,
+        "serve_max_body_mb": args.max_body_mb,
+        "serve_max_wait_ms": args.max_wait_ms,
+        "serve_max_batch_rows": args.max_batch_rows,
+        "serve_max_queue_rows": args.max_queue_rows,
+        "serve_on_full": args.on_full,
+    }
+    opts.update({k: v for k, v in flags.items() if v is not None})
+    config = ServeConfig(
+        indicators=_parse_list(args.indicators),
+        rule=args.rule,
+        columns=_parse_map(args.columns),
+        models=_parse_map(args.models),
+        options=opts,
+        threads=args.threads,
+        device=args.device,
+    )
+    # every setting is checked here, before any worker starts or model loads: a typo fails at once
+    config.scorer(load=False).close()
+    run(
+        config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        graceful_timeout=args.graceful_timeout,
+        log_level=args.log_level,
+    )
+    return 0
+
+
 def _cmd_join(args: argparse.Namespace) -> int:
     from .shards import join_files
 
@@ -432,6 +469,41 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--progress", dest="progress", action="store_true", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false")
     s.set_defaults(func=_cmd_score)
+
+    sv = sub.add_parser(
+        "serve",
+        help="score records over HTTP (POST /score), concurrent requests merged into shared batches "
+        "(pip install 'instructfast[serve]')",
+    )
+    sv.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
+    sv.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
+    sv.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
+    sv.add_argument("--models", help="model slots, e.g. lm=/models/llama,reward=/models/rm")
+    sv.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
+    sv.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
+    sv.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
+    sv.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option, repeatable (knn_pool=DIR serves knn_<i> against a reference pool; serve_* set batching); "
+        "`instructfast options` lists every key",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, logged)")
+    sv.add_argument("--workers", type=int, default=1, help="processes, each loading the models and batching its own")
+    sv.add_argument("--max-body-mb", type=float, default=None, help="larger request bodies get 413 (default 16)")
+    sv.add_argument("--max-wait-ms", type=float, default=None, help="how long a request waits for others (default 5)")
+    sv.add_argument("--max-batch-rows", type=int, default=None, help="rows per merged batch at most (default 256)")
+    sv.add_argument("--max-queue-rows", type=int, default=None, help="rows waiting at most, then 503 (default 4096)")
+    sv.add_argument(
+        "--on-full", choices=("reject", "wait"), default=None, help="a full queue: 503 with Retry-After, or wait"
+    )
+    sv.add_argument(
+        "--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get to finish on SIGTERM"
+    )
+    sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    sv.set_defaults(func=_cmd_serve)
 
     j = sub.add_parser("join", help="attach sidecar scores back onto their data (file to file, or folder to folder)")
     j.add_argument("data", type=Path, help="the data that was scored: a file or a folder of shards")

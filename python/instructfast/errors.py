@@ -14,6 +14,7 @@ Per-row problems are never exceptions: they become nulls with a counted reason.
     │   └── OptionError                      an unknown or invalid ``options=`` key
     ├── SchemaError (ValueError)             a column is missing or of the wrong type
     ├── InputFormatError (ValueError)        a file cannot be read (file, line, field)
+    │   └── RecordError                      a record sent to a service is malformed (index, field)
     ├── RuleError (ValueError)               a rule is malformed or its inputs are missing
     ├── IndicatorUnavailableError (RuntimeError)
     ├── MissingDependencyError (ImportError) an optional package is missing (pip command)
@@ -23,7 +24,8 @@ Per-row problems are never exceptions: they become nulls with a counted reason.
     │   └── ExportError (RuntimeError)       an ONNX export failed
     │       └── ExportVerificationError      ... or its outputs differ from torch
     ├── OutputExistsError (FileExistsError)  an output would be replaced without overwrite
-    └── ResumeError (RuntimeError)           a partial run cannot be resumed
+    ├── ResumeError (RuntimeError)           a partial run cannot be resumed
+    └── Overloaded (RuntimeError)            a service's queue is full or it is shutting down (retry later)
 
 Examples
 --------
@@ -67,6 +69,26 @@ class InputFormatError(InstructfastError, ValueError):
     """An input file cannot be read: the message names the file and, where known, the line and field."""
 
 
+class RecordError(InputFormatError):
+    """A record handed to a service (:class:`~instructfast.BatchingScorer`, ``instructfast serve``) is malformed.
+
+    The message starts with ``record <index>`` and names the field; both are also attributes, so a
+    service can answer with them (``instructfast serve`` returns them in its 422 body).
+
+    Attributes
+    ----------
+    index
+        Position of the record in the request (``None``: the request as a whole).
+    field
+        The field at fault (``None``: the record as a whole).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.field = field
+
+
 class RuleError(InstructfastError, ValueError):
     """A rule is malformed, unknown, or needs indicator columns that are not available."""
 
@@ -107,6 +129,24 @@ class ResumeError(InstructfastError, RuntimeError):
     """A partial run on disk belongs to other inputs or settings; rerun with them, or restart."""
 
 
+class Overloaded(InstructfastError, RuntimeError):
+    """A :class:`~instructfast.BatchingScorer` refused a request: its queue is full, or it is shutting down.
+
+    ``instructfast serve`` answers 503 with a ``Retry-After`` header. Callers that would rather wait
+    for room build the scorer with ``on_full="wait"`` (option ``serve_on_full``).
+
+    Attributes
+    ----------
+    retry_after
+        Seconds after which a retry is likely to be admitted (the queue drained at the measured
+        rate), or ``None`` when the scorer is shutting down and will admit nothing more.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InstructfastWarning(UserWarning):
     """Root of instructfast warnings (one summary per run, never one per row)."""
 
@@ -145,6 +185,8 @@ __all__ = [
     "NullValuesWarning",
     "OptionError",
     "OutputExistsError",
+    "Overloaded",
+    "RecordError",
     "ResumeError",
     "RuleError",
     "SchemaError",

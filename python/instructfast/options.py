@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypedDict
 
 from ._cores import available_cores
-from ._typing import EmbedderBackend, IvfStorage, KnnBackend, KnnScope, LMDtype, Overflow, VectorDtype
+from ._typing import EmbedderBackend, IvfStorage, KnnBackend, KnnScope, LMDtype, OnFull, Overflow, VectorDtype
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
 
 _TRUE = ("1", "true", "yes", "on")
@@ -294,6 +294,26 @@ class KnnOptions(OptionGroup):
             raise OptionError(msg)
 
 
+@dataclass(frozen=True)
+class ServeOptions(OptionGroup):
+    """Dynamic batching of :class:`~instructfast.BatchingScorer` and ``instructfast serve``."""
+
+    prefix: ClassVar[str] = "serve"
+    title: ClassVar[str] = "serving (BatchingScorer, instructfast serve)"
+    max_wait_ms: float = option(
+        5.0, "how long the oldest queued request waits for others to merge with (milliseconds)", min=0.0
+    )
+    max_batch_rows: int = option(256, "rows merged into one batch at most (a larger request runs alone)", min=1)
+    max_queue_rows: int = option(
+        4096, "rows waiting at most; beyond, requests are refused (Overloaded, HTTP 503) or wait", min=1
+    )
+    on_full: OnFull = option(
+        "reject", "a request that finds the queue full: refused with Overloaded (HTTP 503), or waits for room"
+    )
+    max_schemas: int = option(16, "Scorers kept for distinct request schemas (least recently used dropped)", min=1)
+    max_body_mb: float = option(16.0, "instructfast serve: largest request body; larger ones get HTTP 413", min=0.0)
+
+
 class _Groups(TypedDict):
     """One instance of each option group, keyed by its :class:`ScoreOptions` attribute (as in ``GROUPS``)."""
 
@@ -305,6 +325,7 @@ class _Groups(TypedDict):
     unieval: UniEvalOptions
     embedder: EmbedderOptions
     knn: KnnOptions
+    serve: ServeOptions
 
 
 # The one list of groups: the TypedDict above (which types ScoreOptions(**groups)); ScoreOptions
@@ -370,6 +391,8 @@ class ScoreOptions:
     text, model, lm, onnx, reward, unieval, embedder, knn
         The option groups (see :func:`describe_options`); build them from flat keys with
         :meth:`build`.
+    serve
+        Dynamic batching for services (:class:`~instructfast.BatchingScorer`, ``instructfast serve``).
     """
 
     threads: int | None = None
@@ -384,6 +407,7 @@ class ScoreOptions:
     unieval: UniEvalOptions = field(default_factory=UniEvalOptions)
     embedder: EmbedderOptions = field(default_factory=EmbedderOptions)
     knn: KnnOptions = field(default_factory=KnnOptions)
+    serve: ServeOptions = field(default_factory=ServeOptions)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (
@@ -499,6 +523,7 @@ __all__ = [
     "OptionGroup",
     "RewardOptions",
     "ScoreOptions",
+    "ServeOptions",
     "TextOptions",
     "UniEvalOptions",
     "describe_options",

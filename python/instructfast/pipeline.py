@@ -26,8 +26,8 @@ How the per-row work runs is pluggable: in this process (the default) or on a Ra
 from __future__ import annotations
 
 import dataclasses
-import gc
 import datetime as _dt
+import gc
 import hashlib
 import json
 import logging
