@@ -56,12 +56,19 @@ def records_table(data: Any, *, columns: Mapping[str, str] | None = None) -> pa.
     """
     if isinstance(data, list):
         table = _from_rows(data, columns)
-    elif isinstance(data, (str, bytes, int, float)) or data is None:
+    elif isinstance(data, (str, bytes, int, float)) or data is None or _one_record(data):
         msg = f"expected a list of records (objects), got {type(data).__name__}"
         raise RecordError(msg)
     else:
         table = to_reader(data).read_all()
     return table.combine_chunks().replace_schema_metadata(None)
+
+
+def _one_record(data: Any) -> bool:
+    """A dict of scalars is one record sent without its list, not a dict of columns."""
+    return isinstance(data, dict) and any(
+        not isinstance(v, (list, tuple, pa.Array, pa.ChunkedArray)) for v in data.values()
+    )
 
 
 def _from_rows(rows: list[Any], columns: Mapping[str, str] | None) -> pa.Table:
