@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 import instructfast
-from instructfast import BatchingScorer, IndicatorUnavailableError, Overloaded, RecordError, ScoreReport, SchemaError
+from instructfast import BatchingScorer, IndicatorUnavailableError, Overloaded, RecordError, SchemaError, ScoreReport
 
 TEXT = ["output_words", "output_unique_words", "output_ttr", "mtld", "output_chars", "output_bytes", "input_chars"]
 MODEL = ["perplexity", "knn_1", "knn_6"]
@@ -90,7 +90,7 @@ def test_threads_get_their_own_rows_equal_to_offline_score(requests, offline, po
             try:
                 barrier.wait()
                 got[i] = bs.score(requests[i])
-            except BaseException as e:  # noqa: BLE001 - reported below with the caller's index
+            except BaseException as e:
                 errors.append(e)
 
         threads = [threading.Thread(target=call, args=(i,)) for i in range(CALLERS)]
@@ -158,7 +158,7 @@ def test_a_failed_merged_batch_fails_only_the_bad_request(tmp_path, rng):
             barrier.wait()
             try:
                 results[i] = bs.score(reqs[i])
-            except Exception as e:  # noqa: BLE001 - the bad request's error is the point
+            except Exception as e:
                 results[i] = e
 
         threads = [threading.Thread(target=call, args=(i,)) for i in range(len(reqs))]

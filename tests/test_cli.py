@@ -211,3 +211,19 @@ def test_option_parsing():
     assert _parse_options(["a=1", "b=x", "c=0.5", "d=k=v"]) == {"a": "1", "b": "x", "c": "0.5", "d": "k=v"}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         _parse_options(["nokey"])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-i", "knn_6"], "knn_pool"),
+        (["-i", "mtdl"], "did you mean 'mtld'"),
+        (["--option", "serve_max_wait_ms=-1"], "serve_max_wait_ms"),
+        (["--max-batch-rows", "0"], "serve_max_batch_rows"),
+    ],
+)
+def test_serve_checks_its_settings_before_listening(args, words, capsys):
+    # a bad setting ends the command at once (no port is opened, no model loads)
+    assert main(["serve", "--port", "0", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("instructfast: error:") and words in err

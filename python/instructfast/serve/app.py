@@ -144,8 +144,8 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         return response
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "pid": os.getpid()}  # which worker answered, with --workers N
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
