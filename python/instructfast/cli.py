@@ -168,6 +168,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         graceful_timeout=args.graceful_timeout,
         log_level=args.log_level,
+        access_log=args.access_log,
     )
     return 0
 
@@ -503,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get to finish on SIGTERM"
     )
     sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    sv.add_argument("--no-access-log", dest="access_log", action="store_false", help="no log line per HTTP request")
     sv.set_defaults(func=_cmd_serve)
 
     j = sub.add_parser("join", help="attach sidecar scores back onto their data (file to file, or folder to folder)")

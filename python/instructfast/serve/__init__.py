@@ -39,6 +39,7 @@ def run(
     workers: int = 1,
     graceful_timeout: float = 30.0,
     log_level: str = "info",
+    access_log: bool = True,
 ) -> None:
     """Serve ``config`` until SIGTERM / SIGINT: then new connections are refused, accepted requests finish.
 
@@ -58,6 +59,7 @@ def run(
         "port": port,
         "timeout_graceful_shutdown": graceful_timeout,
         "log_level": log_level,
+        "access_log": access_log,
     }
     if workers <= 1:
         uvicorn.run(create_app(config), **common)
