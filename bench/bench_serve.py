@@ -65,6 +65,15 @@ class Server:
         self.log = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.proc.kill()  # never leave a server behind
+            self.proc.wait()
+            raise
+
+    def _wait_ready(self) -> None:
+        log = self.log
         deadline = time.monotonic() + 300
         while not (m := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text())):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -252,3 +252,11 @@ def test_a_request_may_ask_for_some_of_the_served_indicators_only():
         assert got.column_names == ["instruction", "output", "mtld"]
         with pytest.raises(instructfast.ArgumentError, match="not served"):
             bs.score([{"instruction": "q", "output": "x"}], indicators=["perplexity"])
+
+
+def test_scorers_kept_for_request_schemas_are_bounded():
+    with BatchingScorer(indicators=["mtld"], max_schemas=2) as bs:
+        for extra in ("a", "b", "c", "d"):  # four schemas, and the layout's own
+            got = bs.score([{"instruction": "q", "output": "one two one", extra: 1}])
+            assert got.column_names == ["instruction", "output", extra, "mtld"]
+        assert bs.report.run.serving["schemas"] == 2

@@ -24,20 +24,22 @@ import instructfast
 
 
 class Server:
-    def __init__(self, proc: subprocess.Popen, log: Path, url: str) -> None:
-        self.proc, self.log, self.url = proc, log, url
+    def __init__(self, proc: subprocess.Popen, log: Path) -> None:
+        self.proc, self.log, self.url = proc, log, ""
 
 
-def _start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+def _start(tmp_path: Path, started: list[Server], *args: str, env: dict[str, str] | None = None) -> Server:
     log = tmp_path / "serve.log"
     cmd = [sys.executable, "-m", "instructfast", "serve", "--port", "0", "-i", "textstats", *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    server = Server(proc, log)
+    started.append(server)  # stopped by the fixture whatever happens next
     deadline = time.monotonic() + 60
     while not (m := re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log.read_text())):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
-    server = Server(proc, log, m.group(1))
+    server.url = m.group(1)
     while not _ready(server.url):
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
@@ -61,15 +63,18 @@ def _stopped(server: Server) -> None:
 def started(tmp_path) -> Iterator[list[Server]]:
     servers: list[Server] = []
     yield servers
-    for s in servers:  # a failed test must not leave its server behind
+    for s in servers:  # a failed test must not leave its server (and its workers) behind
         if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(30)
+            s.proc.send_signal(signal.SIGTERM)
+            try:
+                s.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                s.proc.kill()
+                s.proc.wait(30)
 
 
 def test_sigterm_finishes_accepted_requests_and_refuses_new_ones(tmp_path, started):
-    server = _start(tmp_path, "--max-wait-ms", "2000")  # requests sit in the queue for 2 s: in flight for sure
-    started.append(server)
+    server = _start(tmp_path, started, "--max-wait-ms", "2000")  # requests wait in the queue 2 s: in flight for sure
     bodies = [
         [{"instruction": f"q{i}", "output": f"{w} and {w} or {w}"}] * (1 + i % 3) for i, w in enumerate("abcdefgh")
     ]
@@ -105,8 +110,7 @@ def test_sigterm_finishes_accepted_requests_and_refuses_new_ones(tmp_path, start
 def test_workers_share_one_metrics_view(tmp_path, started):
     prom = tmp_path / "prom"
     prom.mkdir()
-    server = _start(tmp_path, "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
-    started.append(server)
+    server = _start(tmp_path, started, "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
     pids: set[int] = set()
     deadline = time.monotonic() + 30
     sent = 0

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from ..batcher import BatchingScorer
 from ..errors import (
     IndicatorUnavailableError,
+    InputFormatError,
     InstructfastError,
     MissingDependencyError,
     ModelError,
@@ -210,7 +211,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                 records = await asyncio.to_thread(_parse, body, ctype)
             else:
                 records = _parse(body, ctype)
-        except _Malformed as e:
+        except InputFormatError as e:  # the body as a whole (a bad record is a 422)
             return _error(400, "MalformedBody", str(e))
         want = [x.strip() for x in indicators.split(",") if x.strip()] if indicators else None
         try:
@@ -232,22 +233,18 @@ def app_from_env() -> FastAPI:
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
 
 
-class _Malformed(Exception):
-    pass
-
-
 def _parse(body: bytes, ctype: str) -> Any:
     if ctype == ARROW:
         try:
             return pa.ipc.open_stream(pa.BufferReader(body)).read_all()
         except (pa.ArrowInvalid, OSError) as e:
-            raise _Malformed(f"not an Arrow IPC stream: {e}") from None
+            raise InputFormatError(f"not an Arrow IPC stream: {e}") from None
     try:
         return json.loads(body)
     except json.JSONDecodeError as e:
-        raise _Malformed(f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise InputFormatError(f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError as e:
-        raise _Malformed(f"JSON body is not UTF-8 text: {e}") from None
+        raise InputFormatError(f"JSON body is not UTF-8 text: {e}") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
