@@ -402,6 +402,24 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scoring_arguments(p: argparse.ArgumentParser, option_examples: str) -> None:
+    """What `score` and `serve` share, so the service is configured as a file run is: indicators, models, options."""
+    p.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
+    p.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
+    p.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
+    p.add_argument("--models", help="model slots, e.g. lm=/models/llama,reward=/models/rm")
+    p.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
+    p.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"an option, repeatable, e.g. {option_examples}; `instructfast options` lists every key with its type "
+        "and default",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="instructfast", description="Score and select instruction-tuning data.")
     p.add_argument("--version", action="version", version=f"instructfast {__version__}")
@@ -415,23 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True,
         help="output file (format from extension) or, for a folder or glob, a folder: one output per shard",
     )  # fmt: skip
-    s.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
-    s.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
-    s.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
-    s.add_argument("--models", help="model slots, e.g. lm=/models/llama,reward=/models/rm")
     s.add_argument("--input-format", choices=FORMATS)
     s.add_argument("--output-format", choices=FORMATS)
-    s.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
     s.add_argument("--batch-rows", type=int, default=65_536)
-    s.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
-    s.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
-    s.add_argument(
-        "--option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an option, repeatable, e.g. prompt_template=plain, on_overflow=truncate, lm_token_budget=4096, "
-        "knn_pool=DIR; `instructfast options` lists every key with its type and default",
-    )
+    _scoring_arguments(s, "prompt_template=plain, on_overflow=truncate, lm_token_budget=4096, knn_pool=DIR")
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
     s.add_argument(
@@ -476,20 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="score records over HTTP (POST /score), concurrent requests merged into shared batches "
         "(pip install 'instructfast[serve]')",
     )
-    sv.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
-    sv.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
-    sv.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
-    sv.add_argument("--models", help="model slots, e.g. lm=/models/llama,reward=/models/rm")
-    sv.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
-    sv.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
-    sv.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
-    sv.add_argument(
-        "--option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an option, repeatable (knn_pool=DIR serves knn_<i> against a reference pool; serve_* set batching); "
-        "`instructfast options` lists every key",
-    )
+    _scoring_arguments(sv, "knn_pool=DIR (serves knn_<i> against a reference pool), serve_max_wait_ms=10")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
     sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, logged)")
     sv.add_argument("--workers", type=int, default=1, help="processes, each loading the models and batching its own")

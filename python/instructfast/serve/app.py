@@ -70,17 +70,7 @@ class ServeConfig:
     device: str | None = None
 
     def scorer(self, *, observer: Metrics | None = None, load: bool = True) -> BatchingScorer:
-        return BatchingScorer(
-            indicators=self.indicators,
-            rule=self.rule,
-            columns=self.columns,
-            models=self.models,
-            threads=self.threads,
-            device=self.device,
-            options=self.options,
-            observer=observer,
-            load=load,
-        )
+        return BatchingScorer(**dataclasses.asdict(self), observer=observer, load=load)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
