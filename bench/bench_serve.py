@@ -10,17 +10,18 @@ Workload: Alpaca records (``../shared/data/alpaca_5000.json``, shuffled with a s
 1. **Closed loop.** ``c`` clients (1, 8, 32), each sending requests of ``s`` records (1, 16) and
    waiting for the answer before the next, for ``--duration`` seconds (then the requests in flight
    finish); rows/s, p50/p95/p99 latency, errors, and the mean merged batch from the server's
-   Prometheus counters. Twice: against the batching server, and against the same server with
-   batching off (``--max-wait-ms 0 --max-batch-rows 1``: one ``score_batch`` per request, the
-   unbatched baseline). Then ``instructfast.score()`` in this process on the rows the 32 x 1 run
-   scored (offline, the ceiling).
+   Prometheus counters. Each configuration runs against the batching server and at once against
+   the same server with batching off (``--max-wait-ms 0 --max-batch-rows 1``: one ``score_batch``
+   per request, the unbatched baseline), both up side by side, so a pair sees the same machine load.
+   After the 32 x 1 pair, ``instructfast.score()`` in this process on the rows that run scored
+   (offline, the ceiling).
 2. **Open loop.** Requests of one record at fixed rates (``--rates`` times the best closed-loop
    1-record rate, up to 2x) for ``--open-duration`` seconds each against a server with a small queue
    (``--open-queue-rows``): below saturation every request should succeed; above it the excess
    should be refused at once with 503 (not time out), and the server's memory should stay flat.
 
 Everything runs on 127.0.0.1, every phase is bounded in time (clients stop issuing at their
-deadline; in-flight requests time out after ``--timeout`` s) and the servers are stopped at the
+deadline; in-flight requests time out after ``--closed-timeout`` / ``--timeout`` s) and the servers are stopped at the
 end. torch runs ``--torch-threads`` threads (OMP_NUM_THREADS) in every process: on a shared 2-core
 machine two threads that spin-wait for each other are many times slower than one.
 Writes ``serve.md`` and ``serve.csv`` into ``--out`` (default bench/results).
@@ -140,7 +141,7 @@ def closed_loop(server: Server, records: list[dict], clients: int, size: int, ar
                 body = [records[(start + k) % len(records)] for k in range(size)]
                 t = time.perf_counter()
                 try:
-                    r = c.post("/score", json=body)
+                    r = c.post("/score", json=body, timeout=args.closed_timeout)
                     status = str(r.status_code)
                 except httpx.TimeoutException:
                     status = "timeout"
@@ -260,7 +261,10 @@ def main() -> None:
     p.add_argument("--rates", default="0.5,1,1.5,2", help="open-loop rates as multiples of the closed-loop peak")
     p.add_argument("--open-duration", type=float, default=15.0)
     p.add_argument("--open-queue-rows", type=int, default=32, help="the open-loop server's queue (rows)")
-    p.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, seconds")
+    p.add_argument("--timeout", type=float, default=60.0, help="open-loop client timeout per request, seconds")
+    p.add_argument(
+        "--closed-timeout", type=float, default=600.0, help="closed-loop client timeout (a 32 x 16 round is long)"
+    )
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--indicators", default=INDICATORS)
     p.add_argument("--seed", type=int, default=0)
@@ -292,21 +296,27 @@ def main() -> None:
     closed: dict[str, list[dict]] = {"batched": [], "unbatched": []}
     modes = {"batched": ["--max-queue-rows", "8192"],
              "unbatched": ["--max-queue-rows", "8192", "--max-wait-ms", "0", "--max-batch-rows", "1"]}  # fmt: skip
-    for mode, flags in modes.items():
-        server = Server(args, extra + flags, work / f"{mode}.log")
-        try:
-            for size in args.sizes:
-                for clients in args.clients:
+    # Both servers stay up and each configuration runs on one, then at once on the other, so the two
+    # numbers of a pair see the same load from the rest of this shared machine.
+    servers = {}
+    off: dict[str, Any] = {}
+    try:
+        for mode, flags in modes.items():
+            servers[mode] = Server(args, extra + flags, work / f"{mode}.log")
+        for size in args.sizes:
+            for clients in args.clients:
+                for mode, server in servers.items():
                     res = closed_loop(server, records, clients, size, args)
                     closed[mode].append(res)
                     print(f"  {mode:<9} {clients:>2} clients x {size:>2} records: {res['rows_s']:7.2f} rows/s "
                           f"p50 {res['p50_ms']:7.0f} ms p99 {res['p99_ms']:7.0f} ms batch {res['mean_batch_rows']:.1f} "
                           f"rows errors {res['errors']} load {res['load']}", flush=True)  # fmt: skip
-        finally:
+                if (clients, size) == (max(args.clients), 1):  # the offline ceiling on those rows, right after
+                    off = offline(records, closed["batched"][-1]["used"], pool, args)
+                    print(f"  offline score(): {off['rows']} rows, {off['rows_s']:.2f} rows/s", flush=True)
+    finally:
+        for server in servers.values():
             server.stop()
-    target = next(r for r in closed["batched"] if r["clients"] == max(args.clients) and r["size"] == 1)
-    off = offline(records, target["used"], pool, args)
-    print(f"  offline score(): {off['rows']} rows, {off['rows_s']:.2f} rows/s", flush=True)
     peak = max(r["requests"] / r["seconds"] for r in closed["batched"] if r["size"] == 1)
     server = Server(args, [*extra, "--max-queue-rows", str(args.open_queue_rows)], work / "open.log")
     try:

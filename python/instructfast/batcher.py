@@ -5,8 +5,10 @@ models on their own: 32 callers with one record each make 32 forward passes of o
 pass of 32 costs little more than one. :class:`BatchingScorer` queues requests and one dispatcher
 thread merges those that share a schema (and indicator set) into one batch: once the oldest has
 waited ``max_wait_ms``, or ``max_batch_rows`` rows are waiting, whichever comes first. Requests
-that arrived while the previous batch ran are past their wait already, so under load batches form
-at once and grow with the load; an idle scorer adds at most ``max_wait_ms`` to a lone request.
+that arrived while the previous batch ran are past their wait already; the wait is counted from the
+end of the last batch too, so the callers it just answered can rejoin (closed-loop clients stay in
+one batch rather than alternating cohorts). Under load batches grow with the load; an idle scorer
+adds at most ``max_wait_ms`` to a lone request.
 Inside the batch each model packs rows under its own token budget, as in an offline run
 (:mod:`instructfast.batching`), and each caller gets exactly its own rows back, in order.
 
@@ -161,6 +163,7 @@ class BatchingScorer:
         self._queued_rows = 0
         self._closing = False
         self._rate = 0.0  # rows/s of recent batches (for Retry-After)
+        self._last_done = 0.0  # when the last batch ended (perf_counter)
         self._entries: collections.OrderedDict[tuple, _Entry] = collections.OrderedDict()
         self._entries_lock = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -428,7 +431,10 @@ class BatchingScorer:
                     return None
                 self._cond.wait()
             first = self._queue[0]
-            deadline = first.queued + wait
+            # Counted from the later of its arrival and the end of the last batch: the callers that
+            # batch just answered come back within a round trip, and waiting for them keeps closed-loop
+            # clients in one batch instead of splitting into cohorts that alternate.
+            deadline = max(first.queued, self._last_done) + wait
             while not self._closing:
                 rows = sum(r.rows for r in self._queue if r.entry is first.entry)
                 left = deadline - time.perf_counter()
@@ -501,6 +507,8 @@ class BatchingScorer:
                 r.future.set_result(res)
             else:
                 r.future.set_exception(res)
+        with self._cond:
+            self._last_done = time.perf_counter()
 
     def _score(self, reqs: list[_Request], *, retried: bool = False) -> list[pa.Table]:
         """One Scorer batch of ``reqs`` (same entry); each request's rows with its own report."""
