@@ -266,6 +266,8 @@ def main() -> None:
         "--closed-timeout", type=float, default=600.0, help="closed-loop client timeout (a 32 x 16 round is long)"
     )
     p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="the batching servers' serve_max_wait_ms")
+    p.add_argument("--name", default="serve", help="results go to NAME.md and NAME.csv")
     p.add_argument("--indicators", default=INDICATORS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
@@ -294,7 +296,7 @@ def main() -> None:
     print(f"{len(records)} records of <= {args.max_chars} chars; pool {len(pool_rows)}; indicators {args.indicators}")
 
     closed: dict[str, list[dict]] = {"batched": [], "unbatched": []}
-    modes = {"batched": ["--max-queue-rows", "8192"],
+    modes = {"batched": ["--max-queue-rows", "8192", "--max-wait-ms", str(args.max_wait_ms)],
              "unbatched": ["--max-queue-rows", "8192", "--max-wait-ms", "0", "--max-batch-rows", "1"]}  # fmt: skip
     # Both servers stay up and each configuration runs on one, then at once on the other, so the two
     # numbers of a pair see the same load from the rest of this shared machine.
@@ -318,7 +320,8 @@ def main() -> None:
         for server in servers.values():
             server.stop()
     peak = max(r["requests"] / r["seconds"] for r in closed["batched"] if r["size"] == 1)
-    server = Server(args, [*extra, "--max-queue-rows", str(args.open_queue_rows)], work / "open.log")
+    open_flags = ["--max-queue-rows", str(args.open_queue_rows), "--max-wait-ms", str(args.max_wait_ms)]
+    server = Server(args, [*extra, *open_flags], work / "open.log")
     try:
         opened = open_loop(server, records, peak, args)
     finally:
@@ -341,7 +344,8 @@ def write(args: argparse.Namespace, closed: dict[str, list[dict]], off: dict, pe
         "",
         f"Indicators `{args.indicators}` (SmolLM2-135M perplexity, knn_6 against a MiniLM pool of {args.pool} records); "
         f"Alpaca records of <= {args.max_chars} characters; closed-loop runs issue requests for {args.duration:g} s "
-        f"each; torch threads {args.torch_threads} in every process; server and clients share this machine.",
+        f"each; batching servers wait `serve_max_wait_ms` = {args.max_wait_ms:g}; torch threads {args.torch_threads} "
+        "in every process; servers and clients share this machine.",
         "",
         "## Closed loop",
         "",
@@ -378,19 +382,20 @@ def write(args: argparse.Namespace, closed: dict[str, list[dict]], off: dict, pe
             f"| {r['rss_before']:.0f} -> {r['rss_after']:.0f} | {r['load'][:3]} | {r['load'][3:]} |"
         )
     timeouts = sum(r["outcome"].get("timeout", 0) for r in opened)
-    growth = opened[-1]["rss_after"] - opened[0]["rss_before"]
+    growth = opened[-1]["rss_after"] - opened[0]["rss_after"]  # the first rate warms the models up
     lines += [
         "",
         f"- timeouts in the open loop: {timeouts}; refusals are 503 with Retry-After: "
         f"{'yes' if not any('without' in k for r in opened for k in r['outcome']) else 'NO'}",
-        f"- server RSS from the first to the last open-loop rate: {growth:+.0f} MiB",
+        f"- server RSS after the first open-loop rate (models warm) to after the last: {growth:+.0f} MiB",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         "",
     ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serve.md").write_text("\n".join(lines), encoding="utf-8")
-    cfg = {"indicators": args.indicators, "max_chars": args.max_chars, "torch_threads": args.torch_threads}
+    (args.out / f"{args.name}.md").write_text("\n".join(lines), encoding="utf-8")
+    cfg = {"indicators": args.indicators, "max_chars": args.max_chars, "torch_threads": args.torch_threads,
+           "max_wait_ms": args.max_wait_ms}  # fmt: skip
     rows: list[dict[str, Any]] = []
     for mode, runs in closed.items():
         for r in runs:
@@ -404,8 +409,8 @@ def write(args: argparse.Namespace, closed: dict[str, list[dict]], off: dict, pe
             rows.append({"indicator": "serve", "provider": "batched", "mode": "open-1", "metric": f"share_{metric}",
                          "unit": "fraction", "x": r["factor"], "p50": r["outcome"].get(metric, 0) / r["sent"],
                          "config_json": config_json(cfg)})  # fmt: skip
-    append_results(args.out / "serve.csv", rows)
-    print(f"wrote {args.out / 'serve.md'} and serve.csv")
+    append_results(args.out / f"{args.name}.csv", rows)
+    print(f"wrote {args.out / args.name}.md and .csv")
 
 
 if __name__ == "__main__":
