@@ -215,11 +215,12 @@ void MtldWorkspace::tokenize(std::string_view text) {
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   const size_t n = text.size();
   const size_t need = n * size_t(unicode::tables::kMaxLowerUtf8Growth) + kSlack;
-  if (lowered_.size() < need) lowered_.resize(need);
+  lowered_.ensure(need);
   // Tokens are separated, so there are at most (n + 1) / 2 of them: size ids_ once,
   // then store by index without capacity checks.
   const size_t max_tokens = (n + 1) / 2;
-  if (ids_.size() < max_tokens) ids_.resize(max_tokens);
+  ids_.ensure(max_tokens);
+  first_invalid_ = -1;
   n_words_ = 0;
   n_unique_ = 0;
   spans_.clear();
@@ -271,6 +272,7 @@ void MtldWorkspace::tokenize(std::string_view text) {
       }
       const size_t start = i;
       const char32_t cp = unicode::decode(s, n, i);
+      if (cp == unicode::kInvalid && first_invalid_ < 0) first_invalid_ = int64_t(start);
       const uint16_t p = unicode::props(cp);
       if (p & unicode::kSpace) {
         finish_token(begin, w, dirty);

@@ -39,6 +39,23 @@ def _parse_options(items: list[str] | None) -> dict[str, object]:
     return out
 
 
+# Dedicated flags that set an option: --on-invalid-utf8=replace is --option on_invalid_utf8=replace.
+_OPTION_FLAGS = ("on_invalid_utf8", "verify_models")
+
+
+def _score_options(args: argparse.Namespace) -> dict[str, object]:
+    out = _parse_options(args.option)
+    for key in _OPTION_FLAGS:
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in out and out[key] != value:
+            msg = f"--{key.replace('_', '-')}={value} and --option {key}={out[key]} disagree"
+            raise SystemExit(msg)
+        out[key] = value
+    return out
+
+
 def _parse_list(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
@@ -67,7 +84,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
                 batch_rows=args.batch_rows,
                 mtld_threshold=args.mtld_threshold,
                 device=args.device,
-                options=_parse_options(args.option),
+                options=_score_options(args),
                 checkpoint_rows=args.checkpoint_rows,
                 restart=args.restart,
                 on_progress=bar.update,
@@ -300,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an option, repeatable, e.g. prompt_template=plain, on_overflow=truncate, lm_token_budget=4096, "
         "knn_pool=DIR; `instructfast options` lists every key with its type and default",
+    )
+    s.add_argument(
+        "--on-invalid-utf8",
+        choices=("error", "replace"),
+        default=None,
+        help="invalid UTF-8 or a lone surrogate in the input: an error naming file, line and column (default), "
+        "or replace it with U+FFFD (rows counted; the one case where a text column of the output differs)",
+    )
+    s.add_argument(
+        "--verify-models",
+        choices=("cached", "full"),
+        default=None,
+        help="model file hashes: re-hashed when size or mtime change (default, hashes cached) or at every load",
     )
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")

@@ -68,11 +68,22 @@ class Availability:
 
 
 class NullCounter:
-    """Counts null values per output column and reason (one summary, never per-row warnings)."""
+    """Counts null values per output column and reason (one summary, never per-row warnings).
+
+    Not locked: each call that scores rows counts into its own counter, and
+    :class:`~instructfast.Scorer` adds those into its cumulative one under its lock (:meth:`merge`).
+    """
 
     def __init__(self) -> None:
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
         self._notes: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def merge(self, other: NullCounter) -> None:
+        """Add ``other``'s counts and notes to these."""
+        for col, reasons in other._counts.items():
+            self._counts[col].update(reasons)
+        for col, what in other._notes.items():
+            self._notes[col].update(what)
 
     def note(self, column: str, what: str, n: int) -> None:
         """Count rows whose value exists but was computed with a caveat (e.g. a truncated prompt)."""
