@@ -23,8 +23,8 @@ import pyarrow.ipc as ipc
 
 from ._api import keyword_only
 from ._arrow import rebatch
-from .errors import ArgumentError, ResumeError
-from .io import atomic_writer, detect_format, scan_file
+from .errors import ArgumentError, InvalidTextError, ResumeError
+from .io import FileSource, atomic_writer, detect_format, scan_file
 from .options import ScoreOptions
 from .rules import Rule
 from .scoring import REPORT_KEY, Scorer, ScoreReport
@@ -91,7 +91,13 @@ def score_file(
         options=options,
     )
     text_cols = tuple(columns.values()) if columns else ()
-    src = scan_file(input, format=input_format, batch_rows=batch_rows, text_columns=text_cols)
+    src = scan_file(
+        input,
+        format=input_format,
+        batch_rows=batch_rows,
+        text_columns=text_cols,
+        max_record_bytes=opts.input.max_record_bytes,
+    )
     scorer = Scorer(src.schema, indicators=indicators, rule=rule, columns=columns, options=opts)
     partial = out.with_name(out.name + ".partial")
     fingerprint = _fingerprint(src.path, indicators, scorer, columns, opts)
@@ -100,6 +106,9 @@ def score_file(
     for col, reasons in state["nulls"].items():
         for reason, n in reasons.items():
             scorer.nulls.add(col, reason, n)
+    for col, what in state.get("notes", {}).items():
+        for note, n in what.items():
+            scorer.nulls.note(col, note, n)
     if done and on_progress:
         on_progress(done)
 
@@ -128,12 +137,15 @@ def score_file(
         if writer is not None:
             assert part_path is not None  # opened together with writer
             _commit_part(partial, state, writer, part_path, part_rows, scorer)
+    except InvalidTextError as e:
+        raise _in_file(e, src, done) from None
     finally:
         scorer.close()
 
     report = scorer.report
     report.rows = state["rows"]
     report.nulls = scorer.nulls.as_dict()
+    report.notes = scorer.nulls.notes_dict()
     summary = Summary([c for c in scorer.output_schema().names if c not in src.schema.names])
     schema = scorer.output_schema()
     with atomic_writer(out, schema, format=out_fmt) as w:
@@ -148,6 +160,19 @@ def score_file(
     shutil.rmtree(partial, ignore_errors=True)
     scorer.finish_warnings(stacklevel=4)  # user -> keyword_only wrapper -> score_file -> here
     return FileRunResult(out, state["rows"], done, report, summary)
+
+
+def _in_file(e: InvalidTextError, src: FileSource, done: int) -> InvalidTextError:
+    """The scorer's "row N: ..." as "data.jsonl:LINE:COLUMN: field ...": where to look in the file."""
+    if e.row is None or e.detail is None:
+        return e
+    row = done + e.row  # the stream started after the rows of an earlier, interrupted run
+    detail = e.detail
+    if src.format in ("json", "jsonl") and e.column:
+        detail = detail.replace(f"column `{e.column}`", f"field `{e.column}`", 1)
+    err = InvalidTextError(f"{src.locate(row)}: {detail}")
+    err.row, err.column, err.byte, err.detail = row, e.column, e.byte, e.detail
+    return err
 
 
 def _fingerprint(path: Path, indicators, scorer: Scorer, columns, opts) -> str:
@@ -196,6 +221,7 @@ def _commit_part(partial: Path, state: dict, writer, part_path: Path, rows: int,
     state["parts"].append(part_path.name)
     state["rows"] += rows
     state["nulls"] = scorer.nulls.as_dict()
+    state["notes"] = scorer.nulls.notes_dict()
     _save_state(partial, state)
 
 

@@ -123,7 +123,10 @@ class TextProblem:
         lo = max(0, self.byte - 20)
         snippet = self.value[lo : self.byte + 20]
         dots = ("..." if lo else "", "..." if self.byte + 20 < len(self.value) else "")
-        what = "an encoded surrogate (a lone \\ud800-\\udfff)" if self._surrogate() else "invalid UTF-8"
+        what = "invalid UTF-8"
+        if self._surrogate():  # what a lone "\ud800" JSON escape becomes
+            cp = self.value[self.byte : self.byte + 3].decode("utf-8", "surrogatepass")
+            what = f"a lone surrogate (\\u{ord(cp):04x}, not valid Unicode)"
         where = f"column `{self.column}`: " if self.column else ""
         return f"{where}{what} at byte {self.byte} ({dots[0]}{snippet!r}{dots[1]})"
 
