@@ -119,7 +119,7 @@ def test_missing_column_and_non_string_column_from_files(tmp_path, capsys):
 def test_json_array_type_conflict_names_record(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps([{"instruction": "a", "output": "b"}, {"instruction": "a", "output": ["x"]}]))
-    with pytest.raises(InputFormatError, match=r"record 1: field `output` is list"):
+    with pytest.raises(InputFormatError, match=r"bad\.json:1: record 1: field `output` must be a string, got list"):
         instructfast.read_table(p)
 
 
@@ -127,21 +127,21 @@ def test_interrupted_run_resumes_without_losing_parts(tmp_path, small, monkeypat
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.parquet"
     instructfast.write_table(small, src)
     calls = {"n": 0}
-    real = instructfast.Scorer.score_batch
+    real = instructfast.Scorer._score_rows  # what score_stream runs per batch
 
-    def flaky(self, batch):
+    def flaky(self, batch, nulls):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(self, batch)
+        return real(self, batch, nulls)
 
-    monkeypatch.setattr(instructfast.Scorer, "score_batch", flaky)
+    monkeypatch.setattr(instructfast.Scorer, "_score_rows", flaky)
     with pytest.raises(KeyboardInterrupt):
         pipeline.score_file(src, dst, indicators=["mtld"], batch_rows=5, checkpoint_rows=10)
     assert not dst.exists()
     state = json.loads((tmp_path / "out.parquet.partial" / "state.json").read_text())
     assert state["rows"] == 10 and len(state["parts"]) == 1
-    monkeypatch.setattr(instructfast.Scorer, "score_batch", real)
+    monkeypatch.setattr(instructfast.Scorer, "_score_rows", real)
     res = pipeline.score_file(src, dst, indicators=["mtld"], batch_rows=5, checkpoint_rows=10)
     assert res.resumed_rows == 10 and res.rows == 40
     got = instructfast.read_table(dst)

@@ -146,6 +146,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .errors import ModelNotFoundError
     from .models.registry import SLOTS, cache_dir, resolve
 
+    if args.rehash:
+        from .models.verify import rehash
+
+        for path in args.rehash:
+            if not Path(path).exists():
+                msg = f"instructfast: error: {path}: no such file or folder"
+                raise SystemExit(msg)
+            print(f"recorded the sha256 of {rehash(path)} files of {path} (later loads are checked against them)")
+        return 0
     models = _parse_map(args.models) or {}
     print(f"cache: {cache_dir()}")
     for slot in SLOTS.values():
@@ -347,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list model slots, where each is looked for, and how to get it")
     m.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
+    m.add_argument(
+        "--rehash",
+        action="append",
+        metavar="PATH",
+        help="record the current content of a model folder or file as its reference (after replacing it on "
+        "purpose); models without a manifest are checked against the hashes recorded at their first use",
+    )
     m.set_defaults(func=_cmd_models)
 
     e = sub.add_parser("export", help="export a Hugging Face model to an ONNX folder (reward, UniEval, embedder)")

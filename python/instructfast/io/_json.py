@@ -389,7 +389,10 @@ def _py_kind(v: object) -> str:
         return "bool"
     if isinstance(v, (int, float)):
         return "number"
-    return {str: "str", list: "list", dict: "dict"}.get(type(v), type(v).__name__)
+    for t, name in ((str, "str"), (list, "list"), (dict, "dict")):
+        if isinstance(v, t):
+            return name
+    return type(v).__name__
 
 
 def _arrow_kind(t: pa.DataType) -> str | None:

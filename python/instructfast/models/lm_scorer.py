@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..batching import length_buckets
-from .causal_lm import LoadedLM
+from .causal_lm import LoadedLM, text_encoder
 
 
 @dataclass
@@ -97,6 +97,7 @@ class LMScorer:
         self.lm = lm
         self.model = lm.model
         self.tok = lm.tokenizer
+        self.encoder = text_encoder(lm.tokenizer)  # thread-safe ids (transformers' __call__ is not)
         self.token_budget = int(token_budget)
         self.max_rows = int(max_rows)
         self.max_length = int(max_length or lm.max_length)
@@ -124,9 +125,8 @@ class LMScorer:
         return [bos] if ids and ids[0] == bos else []
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return self.tok(list(texts), add_special_tokens=False)["input_ids"]
+        """Token ids of ``texts`` without special tokens (safe from many threads)."""
+        return self.encoder.encode(list(texts))
 
     def logprob_sums(self, rows: Sequence[Encoded]) -> tuple[np.ndarray, np.ndarray]:
         """(sum of target log-probs, number of target tokens) per row, in input order.
@@ -142,6 +142,13 @@ class LMScorer:
         idx_live = np.nonzero(live)[0]
         if not len(idx_live):
             return sums, counts
+        with self.lm.run_lock:  # one pass at a time per model (see LoadedLM.run_lock)
+            self._run_groups(rows, idx_live, lengths, sums, counts)
+        return sums, counts
+
+    def _run_groups(
+        self, rows: Sequence[Encoded], idx_live: np.ndarray, lengths: np.ndarray, sums: np.ndarray, counts: np.ndarray
+    ) -> None:
         for group in self._groups(rows, idx_live):
             shared = self._shared_prefix(rows, group)
             prefix = self._prefix_cache(rows[group[0]].context[:shared]) if shared else None
@@ -152,7 +159,6 @@ class LMScorer:
                 s, c = self._batch(rows, batch, shared, prefix)
                 sums[batch] = s
                 counts[batch] = c
-        return sums, counts
 
     def _groups(self, rows: Sequence[Encoded], idx: np.ndarray) -> list[np.ndarray]:
         """Row positions grouped by their first ``group_tokens`` context tokens.
