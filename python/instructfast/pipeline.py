@@ -200,6 +200,10 @@ def _load_state(partial: Path, fingerprint: str, restart: bool) -> dict:
         shutil.rmtree(partial, ignore_errors=True)
         return _fresh_state(fingerprint)
     state = json.loads(f.read_text())
+    if state.get("fingerprint") != fingerprint and not state.get("rows"):
+        # a run that failed before its first checkpoint left nothing worth keeping
+        shutil.rmtree(partial, ignore_errors=True)
+        return _fresh_state(fingerprint)
     if state.get("fingerprint") != fingerprint:
         msg = (
             f"{partial} holds a partial run of a different input or different settings; "

@@ -24,6 +24,7 @@ from ._native import IMPL_REASON
 from .columns import ResolvedColumns, resolve_columns
 from .errors import (
     ArgumentTypeError,
+    ArrowDataError,
     IndicatorUnavailableError,
     InvalidTextError,
     NullValuesWarning,
@@ -316,7 +317,12 @@ class Scorer:
         return out
 
     def _checked(self, batch: pa.RecordBatch, nulls: NullCounter) -> pa.RecordBatch:
-        """``batch`` with its text checked (and repaired under ``on_invalid_utf8="replace"``)."""
+        """``batch`` with its structure and text checked (text repaired under ``on_invalid_utf8="replace"``)."""
+        try:
+            batch.validate()  # buffer sizes against offsets (cheap); the native core checks the rest
+        except pa.ArrowInvalid as e:
+            msg = f"the record batch is malformed ({e}); its producer wrote buffers that do not match its offsets"
+            raise ArrowDataError(msg) from None
         return check_batch(
             batch,
             policy=self.options.text.on_invalid_utf8,

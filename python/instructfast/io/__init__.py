@@ -79,11 +79,20 @@ class FileSource:
     _locate: Callable[[int], str | None] | None = None
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """Fresh iterator over the file's batches (each call starts at the top)."""
+        """Fresh iterator over the file's batches (each call starts at the top).
+
+        Each batch passes pyarrow's structural check (buffer sizes against offsets; cheap): a
+        corrupt Parquet or IPC file can hold offsets past its data, which no later reader could
+        tell from the C data interface alone.
+        """
         try:
-            yield from self._open()
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            for b in self._open():
+                b.validate()
+                yield b
+        except (pa.ArrowException, OSError) as e:  # corrupt content found while reading
             raise _located(self.path, self.format, e) from e
+        except UnicodeDecodeError as e:
+            raise _bad_name(self.path, e) from None
 
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
@@ -142,18 +151,45 @@ def scan_file(
     text_cols = tuple(dict.fromkeys(_TEXT_COLUMNS + list(text_columns)))
     try:
         if fmt == "parquet":
-            return _scan_parquet(p, batch_rows)
-        if fmt in ("arrow", "arrows"):
-            return _scan_ipc(p, fmt)
-        if fmt == "csv":
-            return _scan_csv(p, text_cols, max_record_bytes)
-        if fmt == "json" and _first_byte(p) != b"[":
-            fmt = "jsonl"  # a .json file holding JSON Lines
-        return _scan_json(p, text_cols, fmt, max_record_bytes, batch_rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+            src = _scan_parquet(p, batch_rows)
+        elif fmt in ("arrow", "arrows"):
+            src = _scan_ipc(p, fmt)
+        elif fmt == "csv":
+            src = _scan_csv(p, text_cols, max_record_bytes)
+        else:
+            if fmt == "json" and _first_byte(p) != b"[":
+                fmt = "jsonl"  # a .json file holding JSON Lines
+            src = _scan_json(p, text_cols, fmt, max_record_bytes, batch_rows)
+    except (pa.ArrowException, OSError) as e:
         raise _located(p, fmt, e) from e
+    except UnicodeDecodeError as e:  # pyarrow decoding a column name or path of the file
+        raise _bad_name(p, e) from None
+    _check_names(src.schema, p)
+    return src
+
+
+def _bad_name(p: Path, e: UnicodeDecodeError) -> InvalidTextError:
+    msg = (
+        f"{p}: a column name (or another name in the file's schema) is not valid UTF-8 ({e.reason} at byte "
+        f"{e.start} of {e.object[:40]!r}); fix it at the source"
+    )
+    return InvalidTextError(msg)
+
+
+def _check_names(schema: pa.Schema | pa.DataType, p: Path, where: str = "") -> None:
+    """Column (and nested field) names must be text: pyarrow cannot even show a name that is not UTF-8."""
+    fields = list(range(len(schema))) if isinstance(schema, pa.Schema) else list(range(schema.num_fields))
+    for i in fields:
+        f = schema.field(i)
+        try:
+            name = f.name
+        except UnicodeDecodeError as e:
+            msg = (
+                f"{p}: the name of column {where}{i} (counting from 0) is not valid UTF-8 ({e.reason} at byte "
+                f"{e.start}); fix the header or field name at the source"
+            )
+            raise InvalidTextError(msg) from None
+        _check_names(f.type, p, f"{where}{name}.")
 
 
 def read_table(path: str | os.PathLike[str], *, format: str | None = None) -> pa.Table:

@@ -87,8 +87,9 @@ def _check_lengths(data: bytes, path: Path, line: int, limit: int) -> None:
         raise too_long(path, line + int(over[0]), limit)
 
 
-def line_pieces(path: Path, limit: int, block: int = BLOCK) -> Iterator[Piece]:
-    """JSON Lines as pieces of whole lines (about ``block`` bytes; a longer line alone)."""
+def line_pieces(path: Path, limit: int, block: int | None = None) -> Iterator[Piece]:
+    """JSON Lines as pieces of whole lines (about ``block`` bytes, default :data:`BLOCK`; a longer line alone)."""
+    block = block or BLOCK
     line = 1
     parts: list[bytes] = []  # the open line, when it is longer than what has been read
     held = 0
@@ -117,8 +118,9 @@ def line_pieces(path: Path, limit: int, block: int = BLOCK) -> Iterator[Piece]:
         yield Piece(data + b"\n", line)
 
 
-def array_pieces(path: Path, limit: int, block: int = BLOCK) -> Iterator[Piece]:
+def array_pieces(path: Path, limit: int, block: int | None = None) -> Iterator[Piece]:
     """A JSON array's elements, each on one line (newlines between tokens become spaces), in pieces."""
+    block = block or BLOCK
     buf = bytearray()
     line0 = 1  # file line at buf[0]
     base = 0  # file offset of buf[0]
@@ -345,7 +347,7 @@ class JsonSource:
                 if known is not None and k not in known.names:
                     return InputFormatError(
                         f"{self.path}:{line}: {rec}field `{k}` is not among the columns fixed by the first "
-                        f"{BLOCK >> 20} MiB of the file ({known.names}); put a record with every field first"
+                        f"{BLOCK:,} bytes of the file ({known.names}); put a record with every field first"
                     )
                 if v is None:
                     continue

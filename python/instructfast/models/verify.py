@@ -109,6 +109,8 @@ def _load_store() -> dict[str, Any]:
 
 def _save_store(store: dict[str, Any]) -> None:
     path = cache_dir() / VERIFIED
+    for key in [k for k in store if not os.path.exists(k)]:  # deleted models: a new one may come to that path
+        del store[key]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{VERIFIED}.{os.getpid()}.{threading.get_ident()}.tmp")
