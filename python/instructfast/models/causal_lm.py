@@ -173,8 +173,22 @@ def load_lm_tokenizer(source: ModelSource, *, verify: VerifyModels = "cached") -
         key = (source.location, "tokenizer", verify)
         if key not in _tokenizers:
             folder, _verified[source.location] = _folder_of(source, verify)
-            _tokenizers[key] = transformers.AutoTokenizer.from_pretrained(folder, **_local(folder))
+            try:
+                _tokenizers[key] = transformers.AutoTokenizer.from_pretrained(folder, **_local(folder))
+            except (ValueError, OSError) as e:
+                raise _unloadable(source, e) from e
         return _tokenizers[key]
+
+
+def _unloadable(source: ModelSource, e: Exception) -> ModelError:
+    remote = "trust_remote_code" in str(e)
+    why = (
+        "it needs its own Python code (trust_remote_code), which instructfast never runs: use a model "
+        "transformers implements"
+        if remote
+        else str(e).splitlines()[0]
+    )
+    return ModelError(f"{source.describe()}: cannot be loaded as a causal LM: {why}")
 
 
 def verified(source: ModelSource) -> str:
@@ -202,8 +216,11 @@ def load_causal_lm(
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(
             dtype or ("bfloat16" if device.startswith("cuda") else "float32")
         )
-        tok = transformers.AutoTokenizer.from_pretrained(folder, **_local(folder))
-        model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **_local(folder))
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(folder, **_local(folder))
+            model = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **_local(folder))
+        except (ValueError, OSError) as e:  # custom code (trust_remote_code), unknown architecture, missing files
+            raise _unloadable(source, e) from e
         model.to(device).eval()
         lm = LoadedLM(model, tok, source, folder, checked)
         _loaded[key] = lm
