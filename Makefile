@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 SAMPLE := python/instructfast/data/alpaca_gpt4_sample.jsonl
 NATIVE := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp tools/*.py)
 
-.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run fuzz fuzz-build
+.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run browser fuzz fuzz-build
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,16 +43,27 @@ demo: $(VENV)/.core
 	$(VENV)/bin/instructfast score $(SAMPLE) -o demo_out/alpaca_gpt4_sample.scored.parquet --restart
 	$(VENV)/bin/instructfast select demo_out/alpaca_gpt4_sample.scored.parquet -o demo_out/diverse_10pct.jsonl \
 		--fraction 0.1 --method kmeans-kcenter --positions demo_out/diverse_10pct.positions.csv
+	$(VENV)/bin/instructfast report demo_out/alpaca_gpt4_sample.scored.parquet \
+		--selected demo_out/diverse_10pct.positions.csv --embed --title "instructfast demo: 200 Alpaca-GPT4 records" \
+		-o demo_out/report.html
 	@echo "demo output: demo_out/alpaca_gpt4_sample.scored.parquet (every indicator with an offline model)"
 	@echo "             demo_out/diverse_10pct.jsonl (a diverse 10% by k-means + k-center on MiniLM embeddings)"
+	@echo "             $(CURDIR)/demo_out/report.html (open it in a browser: charts, records, the selection)"
+
+# The report's browser test (tests/report/test_browser.py) drives Debian's headless Chromium and its
+# driver; a machine without them gets both from apt (as root, or through sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver)
 
 # The Triton kernel tests run in a process of their own: the interpreter that runs them on the
 # CPU needs TRITON_INTERPRET=1 before triton is imported (tests/kernels/conftest.py says more).
-test: $(VENV)/.test
+test: $(VENV)/.test browser
 	$(PY) -m pytest -q --ignore=tests/kernels
 	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels
 
-test-quick: $(VENV)/.test
+test-quick: $(VENV)/.test browser
 	$(PY) -m pytest -q -m "not slow" --ignore=tests/kernels
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -m "not slow" tests/kernels
 

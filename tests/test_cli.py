@@ -127,21 +127,21 @@ def test_interrupted_run_resumes_without_losing_parts(tmp_path, small, monkeypat
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.parquet"
     instructfast.write_table(small, src)
     calls = {"n": 0}
-    real = instructfast.Scorer._score_rows  # what score_stream runs per batch
+    real = instructfast.Scorer.score_rows
 
-    def flaky(self, batch, nulls):
+    def flaky(self, batch, **kw):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(self, batch, nulls)
+        return real(self, batch, **kw)
 
-    monkeypatch.setattr(instructfast.Scorer, "_score_rows", flaky)
+    monkeypatch.setattr(instructfast.Scorer, "score_rows", flaky)
     with pytest.raises(KeyboardInterrupt):
         pipeline.score_file(src, dst, indicators=["mtld"], batch_rows=5, checkpoint_rows=10)
     assert not dst.exists()
-    state = json.loads((tmp_path / "out.parquet.partial" / "state.json").read_text())
-    assert state["rows"] == 10 and len(state["parts"]) == 1
-    monkeypatch.setattr(instructfast.Scorer, "_score_rows", real)
+    state = json.loads((tmp_path / "out.parquet.partial" / "shards" / "in.jsonl" / "state.json").read_text())
+    assert state["rows"]["rows"] == 10 and len(state["rows"]["parts"]) == 1
+    monkeypatch.setattr(instructfast.Scorer, "score_rows", real)
     res = pipeline.score_file(src, dst, indicators=["mtld"], batch_rows=5, checkpoint_rows=10)
     assert res.resumed_rows == 10 and res.rows == 40
     got = instructfast.read_table(dst)
@@ -153,10 +153,10 @@ def test_interrupted_run_resumes_without_losing_parts(tmp_path, small, monkeypat
 def test_partial_run_with_other_settings_is_not_mixed_in(tmp_path, small):
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.parquet"
     instructfast.write_table(small, src)
-    part = tmp_path / "out.parquet.partial"
-    part.mkdir()
-    (part / "state.json").write_text(json.dumps({"fingerprint": "other", "rows": 5, "parts": [], "nulls": {}}))
-    with pytest.raises(instructfast.InstructfastError, match="different input or different settings"):
+    part = tmp_path / "out.parquet.partial" / "shards" / "in.jsonl"
+    part.mkdir(parents=True)
+    (part / "state.json").write_text(json.dumps({"version": 2, "settings": "other", "rows": {"rows": 5}}))
+    with pytest.raises(instructfast.ResumeError, match="partial run with different settings"):
         pipeline.score_file(src, dst)
     res = pipeline.score_file(src, dst, restart=True, indicators=["mtld"])
     assert res.rows == 40

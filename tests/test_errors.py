@@ -89,6 +89,7 @@ def _bad_calls(tmp_path):
     jsonl = tmp_path / "in.jsonl"
     jsonl.write_text('{"instruction": "q", "output": "a"}\n')
     pool = tmp_path / "pool"
+    html = tmp_path / "report.html"
     return [
         # score()
         ("score data", lambda: instructfast.score(42), "data"),
@@ -183,6 +184,48 @@ def _bad_calls(tmp_path):
         ("text_stats array type", lambda: instructfast.text_stats(pa.array([1, 2])), "array"),
         ("text_stats threads", lambda: instructfast.text_stats(pa.array(["a"]), threads=0), "threads"),
         ("tokenize text", lambda: instructfast.tokenize(None), "text"),
+        # report
+        ("report inputs", lambda: instructfast.report(42, output=html), "inputs"),
+        ("report inputs file", lambda: instructfast.report(tmp_path / "nope.parquet", output=html), "nope.parquet"),
+        ("report output", lambda: instructfast.report(SCORED, output=tmp_path / "r.parquet"), "output"),
+        ("report output type", lambda: instructfast.report(SCORED, output=3), "output"),
+        ("report selected shape", lambda: instructfast.report(SCORED, output=html, selected=[[0, 1]]), "selected"),
+        ("report selected range", lambda: instructfast.report(SCORED, output=html, selected=[5]), "selected"),
+        (
+            "report selected two inputs",
+            lambda: instructfast.report([SCORED, SCORED], output=html, selected=[0]),
+            "selected",
+        ),
+        (
+            "report selected file",
+            lambda: instructfast.report(SCORED, output=html, selected=tmp_path / "x.csv"),
+            "x.csv",
+        ),
+        ("report by", lambda: instructfast.report(SCORED, output=html, by="nope"), "`by`"),
+        ("report labels", lambda: instructfast.report(SCORED, output=html, labels=["a", "b"]), "labels"),
+        ("report labels type", lambda: instructfast.report(SCORED, output=html, labels="a"), "labels"),
+        ("report indicators", lambda: instructfast.report(SCORED, output=html, indicators=["output"]), "indicators"),
+        (
+            "report rule",
+            lambda: instructfast.report(SCORED, output=html, rule="instructmining-v9"),
+            "instructmining-v9",
+        ),
+        ("report rule columns", lambda: instructfast.report(TABLE, output=html, rule="instructmining-v1"), "reward"),
+        ("report embeddings", lambda: instructfast.report(SCORED, output=html, embeddings="emb"), "embeddings"),
+        ("report embed", lambda: instructfast.report(SCORED, output=html, embed="yes"), "embed"),
+        ("report columns", lambda: instructfast.report(SCORED, output=html, columns={"question": "x"}), "columns"),
+        ("report title", lambda: instructfast.report(SCORED, output=html, title=5), "title"),
+        ("report bins", lambda: instructfast.report(SCORED, output=html, bins=1), "bins"),
+        ("report sample_rows", lambda: instructfast.report(SCORED, output=html, sample_rows=5), "sample_rows"),
+        (
+            "report projection_rows",
+            lambda: instructfast.report(SCORED, output=html, projection_rows=0),
+            "projection_rows",
+        ),
+        ("report examples", lambda: instructfast.report(SCORED, output=html, examples=-1), "examples"),
+        ("report max_chars", lambda: instructfast.report(SCORED, output=html, max_chars=1.5), "max_chars"),
+        ("report max_groups", lambda: instructfast.report(SCORED, output=html, max_groups=13), "max_groups"),
+        ("report seed", lambda: instructfast.report(SCORED, output=html, seed=-1), "seed"),
         # rules and listings
         ("get_rule name", lambda: instructfast.get_rule("instructmining-v2"), "instructmining-v2"),
         ("get_rule dict", lambda: instructfast.get_rule({"name": "r"}), "intercept"),

@@ -51,12 +51,25 @@ def test_every_type_a_public_call_returns_is_exported():
                     missing.append(f"{name}.{fn.__name__} returns {cls.__module__}.{cls.__qualname__}")
     assert not missing, "\n".join(missing)
     # the check saw the calls' real return types
-    assert {"SelectionResult", "ScoreReport", "SearchReport", "FileRunResult", "FileSource", "Embedder"} <= seen
+    assert {
+        "SelectionResult",
+        "ScoreReport",
+        "SearchReport",
+        "FileRunResult",
+        "FileSource",
+        "Embedder",
+        "ReportResult",
+    } <= seen
 
 
 @pytest.mark.parametrize(
     "fn,first",
-    [(instructfast.score, ["data"]), (instructfast.score_file, ["input", "output"]), (instructfast.Scorer, ["schema"])],
+    [
+        (instructfast.score, ["data"]),
+        (instructfast.score_file, ["input", "output"]),
+        (instructfast.Scorer, ["schema"]),
+        (instructfast.report, ["inputs"]),
+    ],
 )
 def test_everything_after_the_data_is_keyword_only(fn, first):
     params = inspect.signature(fn).parameters

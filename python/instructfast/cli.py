@@ -1,4 +1,4 @@
-"""Command line: ``instructfast score``, ``instructfast indicators``, ``instructfast rules``."""
+"""Command line: ``instructfast score``, ``select``, ``report``, ``indicators``, ``rules`` and the rest."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from ._native import IMPL_REASON
 from ._version import __version__
@@ -61,42 +62,79 @@ def _parse_list(text: str | None) -> list[str] | None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    import logging
+
     from tqdm.auto import tqdm
 
-    from .pipeline import score_file
+    from .pipeline import score_file, score_files
+    from .shards import is_many
 
+    many = is_many(args.input)
+    opts = _score_options(args)
+    for key, value in (("knn_scope", args.knn_scope), ("knn_embedding_dtype", args.embedding_dtype)):
+        if value is not None:
+            opts[key] = value
+    common = {
+        "indicators": _parse_list(args.indicators),
+        "rule": args.rule,
+        "columns": _parse_map(args.columns),
+        "input_format": args.input_format,
+        "models": _parse_map(args.models),
+        "threads": args.threads,
+        "batch_rows": args.batch_rows,
+        "mtld_threshold": args.mtld_threshold,
+        "device": args.device,
+        "options": opts,
+        "checkpoint_rows": args.checkpoint_rows,
+        "restart": args.restart,
+        "sidecar": args.sidecar,
+        "id_column": args.id_column,
+        "keep_embeddings": args.keep_embeddings,
+    }
+    if args.engine == "ray":
+        from .ray import RayEngine
+
+        engine = RayEngine(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+        common["row_runner"] = engine.row_runner()
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     bar = tqdm(unit=" rows", unit_scale=True, desc="scoring", disable=not show, dynamic_ncols=True)
+    handler = logging.StreamHandler(sys.stderr)  # what a resumed run reused, shard by shard
+    handler.setFormatter(logging.Formatter("instructfast: %(message)s"))
+    logger = logging.getLogger("instructfast")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", InstructfastWarning)
         try:
-            res = score_file(
-                args.input,
-                args.output,
-                indicators=_parse_list(args.indicators),
-                rule=args.rule,
-                columns=_parse_map(args.columns),
-                input_format=args.input_format,
-                output_format=args.output_format,
-                models=_parse_map(args.models),
-                threads=args.threads,
-                batch_rows=args.batch_rows,
-                mtld_threshold=args.mtld_threshold,
-                device=args.device,
-                options=_score_options(args),
-                checkpoint_rows=args.checkpoint_rows,
-                restart=args.restart,
-                on_progress=bar.update,
-            )
+            if many:
+                res: Any = score_files(
+                    args.input, args.output, output_format=args.output_format or "parquet", on_progress=bar.update,
+                    **common,
+                )  # fmt: skip
+            else:
+                res = score_file(
+                    args.input, args.output, output_format=args.output_format, on_progress=bar.update, **common
+                )
         finally:
             bar.close()
+            logger.removeHandler(handler)
     dt = time.perf_counter() - t0
     rep = res.report
-    print(
-        f"scored {res.rows} rows in {dt:.2f} s ({(res.rows - res.resumed_rows) / max(dt, 1e-9):,.0f} rows/s)"
-        + (f", resumed after {res.resumed_rows} rows" if res.resumed_rows else "")
-    )
+    if many:
+        done = [s for s in res.shards if s.status != "skipped"]
+        resumed = sum(s.resumed_rows for s in res.shards)
+        print(
+            f"scored {res.rows} rows in {len(res.shards)} shard(s) in {dt:.2f} s "
+            f"({len(done)} written, {len(res.shards) - len(done)} already done"
+            + (f", {resumed} rows resumed from checkpoints" if resumed else "")
+            + ")"
+        )
+    else:
+        print(
+            f"scored {res.rows} rows in {dt:.2f} s ({(res.rows - res.resumed_rows) / max(dt, 1e-9):,.0f} rows/s)"
+            + (f", resumed after {res.resumed_rows} rows" if res.resumed_rows else "")
+        )
     print(f"input layout: {rep.layout}; text core: {rep.impl}")
     if rep.kept_from_input:
         print(f"kept from input (not recomputed): {', '.join(rep.kept_from_input)}")
@@ -107,10 +145,22 @@ def _cmd_score(args: argparse.Namespace) -> int:
     print(res.summary.format(rep.nulls))
     for col, what in rep.notes.items():  # caveats such as approximate kNN search and its measured recall
         print(f"note {col}: " + "; ".join(f"{k}: {v}" for k, v in what.items()))
-    print(f"wrote {res.output}")
+    print(f"wrote {res.output}" + (f" (manifest {res.manifest.name})" if many else ""))
     for w in caught:
         if not issubclass(w.category, InstructfastWarning):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return 0
+
+
+def _cmd_join(args: argparse.Namespace) -> int:
+    from .shards import join_files
+
+    written = join_files(
+        args.data, args.scores, args.output, id_column=args.id_column, columns=_parse_map(args.columns),
+        output_format=args.output_format,
+    )  # fmt: skip
+    rows = sum(n for _, n in written)
+    print(f"joined {rows} rows of {len(written)} file(s); wrote {args.output}")
     return 0
 
 
@@ -292,6 +342,43 @@ def _cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    res = report(
+        args.inputs,
+        output=args.output,
+        selected=args.selected,
+        by=args.by,
+        labels=_parse_list(args.labels),
+        indicators=_parse_list(args.indicators),
+        rule=args.rule,
+        embeddings=args.embeddings,
+        embed=args.embed,
+        columns=_parse_map(args.columns),
+        title=args.title,
+        bins=args.bins,
+        sample_rows=args.sample_rows,
+        projection_rows=args.projection_rows,
+        examples=args.examples,
+        max_chars=args.max_chars,
+        max_groups=args.max_groups,
+        seed=args.seed,
+        models=_parse_map(args.models),
+        device=args.device,
+        threads=args.threads,
+    )
+    sample = "all rows" if res.exact else f"a sample of {res.sample_rows:,} rows"
+    print(
+        f"report of {res.rows:,} rows ({len(res.columns)} columns; quantiles and correlations on {sample}"
+        + (f"; {res.selected:,} selected rows" if args.selected is not None else "")
+        + (f"; projection of {res.projection_rows:,} rows" if res.projection_rows else "")
+        + f") in {res.seconds:.2f} s, {res.bytes / 2**20:.2f} MiB"
+    )
+    print(f"wrote {res.path}")
+    return 0
+
+
 def _cmd_rules(args: argparse.Namespace) -> int:
     from .rules import RULES
 
@@ -307,9 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"instructfast {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("score", help="score a record file (JSON, JSONL, Parquet, Arrow IPC, CSV)")
-    s.add_argument("input", type=Path)
-    s.add_argument("-o", "--output", type=Path, required=True, help="output file; format from extension")
+    s = sub.add_parser(
+        "score", help="score a record file, a folder of shards or a glob (JSON, JSONL, Parquet, Arrow IPC, CSV)"
+    )
+    s.add_argument("input", help="a file, a folder (every record file under it) or a glob such as 'data/*.jsonl'")
+    s.add_argument(
+        "-o", "--output", type=Path, required=True,
+        help="output file (format from extension) or, for a folder or glob, a folder: one output per shard",
+    )  # fmt: skip
     s.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
     s.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
     s.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
@@ -342,10 +434,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
+    s.add_argument(
+        "--sidecar",
+        action="store_true",
+        help="write only a join key and the indicator columns (join back with `instructfast join`)",
+    )
+    s.add_argument("--id-column", help="the sidecar's key column (default: shard path and row position)")
+    s.add_argument(
+        "--knn-scope",
+        choices=("union", "shard"),
+        default=None,
+        help="knn_<i> pool of a folder run: every shard together (default) or each shard alone",
+    )
+    s.add_argument(
+        "--embedding-dtype",
+        choices=("float32", "float16"),
+        default=None,
+        help="how embedding checkpoints are stored (float16 halves the disk)",
+    )
+    s.add_argument(
+        "--keep-embeddings",
+        action="store_true",
+        help="add the knn embeddings as an `embedding` column (for select --embeddings, index build --vectors)",
+    )
+    s.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where the per-row work runs: this process, or a Ray cluster (pip install 'instructfast[ray]')",
+    )
+    s.add_argument("--address", default=None, help="--engine ray: the cluster to join (default: start a local one)")
+    s.add_argument("--workers", type=int, default=None, help="--engine ray: scoring actors (default: one per CPU)")
+    s.add_argument("--gpus-per-worker", type=float, default=0.0, help="--engine ray: GPUs each actor holds")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--progress", dest="progress", action="store_true", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false")
     s.set_defaults(func=_cmd_score)
+
+    j = sub.add_parser("join", help="attach sidecar scores back onto their data (file to file, or folder to folder)")
+    j.add_argument("data", type=Path, help="the data that was scored: a file or a folder of shards")
+    j.add_argument("scores", type=Path, help="its sidecar output: a file or a folder written by score --sidecar")
+    j.add_argument("-o", "--output", type=Path, required=True, help="joined output: a file or a folder")
+    j.add_argument("--id-column", help="the key column the sidecar was written with (--id-column)")
+    j.add_argument("--columns", help="the column map used when scoring, e.g. instruction=q,output=a")
+    j.add_argument("--output-format", choices=FORMATS, help="folder output's format (default: the sidecars')")
+    j.set_defaults(func=_cmd_join)
 
     o = sub.add_parser("options", help="list every --option key with its type, default and meaning")
     o.set_defaults(func=_cmd_options)
@@ -426,6 +559,37 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--progress", dest="progress", action="store_true", default=None)
     sg.add_argument("--no-progress", dest="progress", action="store_false")
     sel.set_defaults(func=_cmd_select)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML page of scored file(s): charts, records, rule")
+    rp.add_argument("inputs", type=Path, nargs="+", metavar="SCORED", help="scored file(s), any supported format")
+    rp.add_argument("-o", "--output", type=Path, required=True, help="the HTML file to write")
+    rp.add_argument(
+        "--selected",
+        type=Path,
+        metavar="FILE",
+        help="selected rows: a positions file (select --positions) or the selected records (matched by text)",
+    )
+    rp.add_argument("--by", metavar="COLUMN", help="compare groups of rows by this column's values")
+    rp.add_argument("--labels", help="comma-separated names for the inputs (default: file names)")
+    rp.add_argument("-i", "--indicators", help="comma-separated numeric columns to chart (default: all)")
+    rp.add_argument("-r", "--rule", help="rule preset or JSON whose terms to show (default: the scoring run's)")
+    rp.add_argument("--embeddings", metavar="COLUMN", help="vector column for the projection (default: first found)")
+    rp.add_argument(
+        "--embed", action="store_true", help="with --selected: embed the projection sample when no vector column exists"
+    )
+    rp.add_argument("--columns", help="explicit text column map, e.g. instruction=question,output=answer")
+    rp.add_argument("--title", help="page title")
+    rp.add_argument("--bins", type=int, default=40, help="histogram bins (default 40)")
+    rp.add_argument("--sample-rows", type=int, default=100_000, help="row sample for quantiles and correlations")
+    rp.add_argument("--projection-rows", type=int, default=2_000, help="pool rows in the projection")
+    rp.add_argument("--examples", type=int, default=5, help="records shown at each end of every column")
+    rp.add_argument("--max-chars", type=int, default=3_000, help="characters of a text shown before it is cut")
+    rp.add_argument("--max-groups", type=int, default=12, help="most groups compared (at most 12)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--models", help="embedder slot for --embed, e.g. embedder=/models/minilm")
+    rp.add_argument("--device", default=None, help="device for --embed (default: auto)")
+    rp.add_argument("-t", "--threads", type=int, default=None)
+    rp.set_defaults(func=_cmd_report)
 
     r = sub.add_parser("rules", help="list rule presets")
     r.set_defaults(func=_cmd_rules)

@@ -35,7 +35,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypedDict
 
 from ._cores import available_cores
-from ._typing import EmbedderBackend, InvalidTextPolicy, KnnBackend, LMDtype, Overflow, VerifyModels
+from ._typing import (
+    EmbedderBackend,
+    InvalidTextPolicy,
+    KnnBackend,
+    KnnScope,
+    LMDtype,
+    Overflow,
+    VectorDtype,
+    VerifyModels,
+)
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
 
 _TRUE = ("1", "true", "yes", "on")
@@ -302,6 +311,10 @@ class KnnOptions(OptionGroup):
     )
     recall_sample: int = option(1000, "rows whose exact neighbours check the approximate search", min=1)
     backend: KnnBackend = option("auto", "auto (torch on CUDA, else faiss), faiss or torch")
+    scope: KnnScope = option("union", "sharded runs: the pool is every shard together (union) or each shard alone")
+    embedding_dtype: VectorDtype = option(
+        "float32", "how file runs store embedding checkpoints (float16 halves the disk, values shift by ~1e-3)"
+    )
     seed: int = option(0, "seed of the IVF training sample and the recall sample")
 
     def __post_init__(self) -> None:

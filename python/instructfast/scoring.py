@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ._api import keyword_only
@@ -33,7 +34,7 @@ from .errors import (
     UnavailableIndicatorWarning,
 )
 from .indicators import plan, provider_of
-from .indicators.base import NullCounter
+from .indicators.base import Indicator, NullCounter
 from .models.registry import check_models
 from .ops.utf8 import REPLACED, check_batch
 from .options import ScoreOptions
@@ -120,6 +121,26 @@ class ScoreReport:
         return "; ".join(parts)
 
 
+@dataclass
+class RowResult:
+    """One batch scored by the row-scoped indicators (see :meth:`Scorer.score_rows`).
+
+    Attributes
+    ----------
+    batch
+        The input batch followed by the row-scoped indicator columns.
+    vectors
+        For each pool indicator (``knn``): the unit vectors of the usable rows and their row
+        positions (batch position + ``offset``); the pool pass searches them once all rows are in.
+    nulls
+        This batch's null and note counts.
+    """
+
+    batch: pa.RecordBatch
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]]
+    nulls: NullCounter
+
+
 class Scorer:
     """Scores record batches of one schema; reusable, long-lived and thread-safe.
 
@@ -169,6 +190,7 @@ class Scorer:
             )
             raise ArgumentTypeError(msg)
         self.schema = schema
+        self.column_map = dict(columns) if columns else None  # as given: a Ray actor builds its scorer alike
         self.options = options or ScoreOptions()
         check_models(self.options.models)
         self.resolved: ResolvedColumns = resolve_columns(schema, columns)
@@ -339,6 +361,46 @@ class Scorer:
             self.report.nulls = self.nulls.as_dict()
             self.report.notes = self.nulls.notes_dict()
 
+    def score_rows(self, batch: pa.RecordBatch, *, offset: int = 0) -> RowResult:
+        """The per-row half of a run: row-scoped indicator columns, and the pool indicators' vectors.
+
+        Pool columns (``knn_<i>``) and the rule come later (:meth:`finish_batch`), once every row
+        of the pool is embedded; this is the unit a file run checkpoints and a Ray actor runs.
+        Nothing here touches the scorer's cumulative counts: the caller merges ``nulls``. The text is
+        checked first (``on_invalid_utf8``); an :class:`~instructfast.InvalidTextError` counts its row
+        from ``offset``, and the batch returned holds the repaired text under ``"replace"``.
+        """
+        self.start()
+        nulls = NullCounter()
+        batch = _located_rows(self._checked, batch, nulls, offset)
+        canon = self.resolved.canonical(batch)
+        new: dict[str, pa.Array] = {}
+        vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for ind in self.plan.indicators:
+            if ind.scope == "row":
+                got = ind.compute(canon, nulls)
+                new.update((c, got[c]) for c in ind.wanted)  # schema order, whatever the indicator's
+            else:
+                u, pos = ind.embed(canon, nulls)
+                vectors[ind.name] = (u, pos.astype(np.int64) + offset)
+        return RowResult(_append(batch, new), vectors, nulls)
+
+    @property
+    def pool_indicators(self) -> list[Indicator]:
+        return [ind for ind in self.plan.indicators if ind.scope == "pool"]
+
+    def finish_batch(self, batch: pa.RecordBatch, pool: Mapping[str, pa.Array], nulls: NullCounter) -> pa.RecordBatch:
+        """A row-scored batch with its pool columns appended, in plan order, then the rule's column."""
+        cols: dict[str, pa.Array] = {}
+        for ind in self.pool_indicators:
+            cols.update((c, pool[c]) for c in ind.wanted)
+        out = _append(batch, cols)
+        if self.rule is not None:
+            values = self.rule.apply(out)
+            nulls.add(RULE_COLUMN, "an input indicator is null", values.null_count)
+            out = _append(out, {RULE_COLUMN: values})
+        return out
+
     def _row_columns(self, batch: pa.RecordBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         canon = self.resolved.canonical(batch)
         new: dict[str, pa.Array] = {}
@@ -409,17 +471,21 @@ class Scorer:
         self._merge(nulls, 0)
 
     def finish_warnings(self, stacklevel: int = 3) -> None:
-        """One summary warning for nulls and one for unavailable indicators (never one per row).
+        """One summary warning for nulls and one for unavailable indicators (never one per row)."""
+        warn_summary(self.report, stacklevel=stacklevel + 1)
 
-        ``stacklevel`` counts frames from here to the user's call (3: the user called the
-        function that calls this one directly).
-        """
-        if self.report.unavailable:
-            text = "; ".join(f"{k}: {v}" for k, v in self.report.unavailable.items())
-            warnings.warn(f"indicators not computed: {text}", UnavailableIndicatorWarning, stacklevel=stacklevel)
-        if self.report.nulls:
-            summary = f"null values by reason: {self.report.null_summary()}"
-            warnings.warn(summary, NullValuesWarning, stacklevel=stacklevel)
+
+def warn_summary(report: ScoreReport, *, stacklevel: int = 3) -> None:
+    """One warning for a run's nulls and one for its unavailable indicators (never one per row).
+
+    ``stacklevel`` counts frames from here to the user's call (3: the user called the function
+    that calls this one directly).
+    """
+    if report.unavailable:
+        text = "; ".join(f"{k}: {v}" for k, v in report.unavailable.items())
+        warnings.warn(f"indicators not computed: {text}", UnavailableIndicatorWarning, stacklevel=stacklevel)
+    if report.nulls:
+        warnings.warn(f"null values by reason: {report.null_summary()}", NullValuesWarning, stacklevel=stacklevel)
 
 
 _INVALID_TEXT = {
@@ -557,4 +623,4 @@ def _counting(batches: Iterator[pa.RecordBatch], bar) -> Iterator[pa.RecordBatch
             bar.update(b.num_rows)
 
 
-__all__ = ["REPORT_KEY", "RULE_COLUMN", "ScoreReport", "Scorer", "score"]
+__all__ = ["REPORT_KEY", "RULE_COLUMN", "RowResult", "ScoreReport", "Scorer", "score", "warn_summary"]

@@ -25,6 +25,7 @@ from instructfast.models import registry  # noqa: E402
 from instructfast.models.causal_lm import load_causal_lm  # noqa: E402
 from tests.common import SHARED  # noqa: E402
 from tests.references import hf_row_perplexity  # noqa: E402
+from tests.tiny_models import tiny_llama_folder  # noqa: E402
 
 ALPACA = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -172,32 +173,9 @@ def test_nulls_and_overflow(smol):
     assert trunc.column("perplexity").to_pylist()[0] is not None
 
 
-def _tiny_llama_folder(tmp_path, bos_added: bool):
-    """A randomly initialised Llama saved as a Hugging Face folder, with SmolLM2's tokenizer."""
-    cfg = transformers.LlamaConfig(
-        vocab_size=49152,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    torch.manual_seed(0)
-    model = transformers.LlamaForCausalLM(cfg)
-    # give the head a bias-free but non-tied, non-trivial weight scale
-    model.save_pretrained(tmp_path)
-    tok = load_causal_lm(registry.resolve("lm"), device="cpu").tokenizer
-    tok.save_pretrained(tmp_path)
-    return tmp_path, model
-
-
 @needs_smollm2
 def test_local_folder_goes_through_registry_and_matches_hf(tmp_path):
-    folder, model = _tiny_llama_folder(tmp_path, bos_added=False)
+    folder, model = tiny_llama_folder(tmp_path)
     rows = [
         {"instruction": "Name a fruit", "input": "", "output": "An apple, or a pear."},
         {"instruction": "Add", "input": "2 and 3", "output": "5"},

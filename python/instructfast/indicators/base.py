@@ -78,13 +78,6 @@ class NullCounter:
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
         self._notes: dict[str, Counter[str]] = defaultdict(Counter)
 
-    def merge(self, other: NullCounter) -> None:
-        """Add ``other``'s counts and notes to these."""
-        for col, reasons in other._counts.items():
-            self._counts[col].update(reasons)
-        for col, what in other._notes.items():
-            self._notes[col].update(what)
-
     def note(self, column: str, what: str, n: int) -> None:
         """Count rows whose value exists but was computed with a caveat (e.g. a truncated prompt)."""
         if n:
@@ -102,6 +95,19 @@ class NullCounter:
 
     def total(self) -> int:
         return sum(sum(r.values()) for r in self._counts.values())
+
+    def merge(self, other: NullCounter) -> None:
+        """Add another counter's nulls and notes (a batch's, a call's, a shard's) to this one."""
+        self.extend(other.as_dict(), other.notes_dict())
+
+    def extend(self, nulls: dict[str, dict[str, int]], notes: dict[str, dict[str, int]] | None = None) -> None:
+        """Add counts in :meth:`as_dict` / :meth:`notes_dict` form (as a checkpoint stores them)."""
+        for col, reasons in nulls.items():
+            for reason, n in reasons.items():
+                self.add(col, reason, n)
+        for col, what in (notes or {}).items():
+            for w, n in what.items():
+                self.note(col, w, n)
 
 
 class Indicator:
@@ -132,6 +138,32 @@ class Indicator:
 
     def observe(self, batch: CanonicalBatch, nulls: NullCounter) -> None:
         raise NotImplementedError
+
+    def embed(self, batch: CanonicalBatch, nulls: NullCounter) -> tuple[np.ndarray, np.ndarray]:
+        """Pool scope: the vectors of the batch's usable rows and their positions in the batch."""
+        raise NotImplementedError
+
+    def search_pool(self, vectors: np.ndarray) -> np.ndarray:
+        """Pool scope: each member's distances to its neighbours, once every row is embedded."""
+        raise NotImplementedError
+
+    def pool_columns(
+        self,
+        n: int,
+        positions: np.ndarray,
+        dist: np.ndarray,
+        members: int,
+        nulls: NullCounter,
+        *,
+        recall_notes: bool = True,
+    ) -> dict[str, pa.Array]:
+        """Pool scope: the columns of ``n`` rows from the distances of their members (at ``positions``)."""
+        raise NotImplementedError
+
+    def pool_search_facts(self, nulls: NullCounter) -> str | None:
+        """Pool scope: count the last search's caveats (an approximate search's recall) in ``nulls``
+        once, and say how it searched; ``None`` when there was no search."""
+        return None
 
     def finalize(self, nulls: NullCounter) -> dict[str, pa.Array]:
         raise NotImplementedError

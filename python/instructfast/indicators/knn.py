@@ -101,6 +101,17 @@ class Knn(Indicator):
         # threads sharing a Scorer search it one at a time.
         self._search_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The Ray engine ships the indicator to its pool-search task: a lock does not pickle (nor
+        # would it mean anything in another process), so the copy gets a fresh one.
+        state = self.__dict__.copy()
+        del state["_search_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._search_lock = threading.Lock()
+
     def output_columns(self) -> tuple[OutputColumn, ...]:
         return tuple(
             OutputColumn(c, pa.float64(), f"distance to the nearest other record number {i} (unit embeddings)")
@@ -157,32 +168,72 @@ class Knn(Indicator):
 
     # ------------------------------------------------------------ table as pool
 
-    def observe(self, batch: CanonicalBatch, nulls: NullCounter) -> None:
+    def embed(self, batch: CanonicalBatch, nulls: NullCounter) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors of the batch's usable rows and their positions in the batch; the rest counted by reason.
+
+        The per-row half of a pool indicator: a file run checkpoints these vectors like any other
+        per-row result, and searches them once every row is embedded (:meth:`search_pool`).
+        """
         u, pos, reasons = self.source.encode(batch)
         for r, n in reasons.items():
             for c in self.wanted:
                 nulls.add(c, r, n)
+        return u, pos
+
+    def observe(self, batch: CanonicalBatch, nulls: NullCounter) -> None:
+        u, pos = self.embed(batch, nulls)
         self._parts.append(u)
         self._positions.append(pos + self._rows)
         self._rows += batch.num_rows
 
-    def finalize(self, nulls: NullCounter) -> dict[str, pa.Array]:
+    def search_pool(self, vectors: np.ndarray) -> np.ndarray:
+        """Distances ``[members, max rank]`` from every pool member to its nearest other members.
+
+        ``vectors`` are the unit vectors of every member (a memory-mapped array is fine: it is read
+        in blocks); a member is excluded from its own neighbours by position, so duplicates are
+        neighbours at distance 0. Several calls (one pool per shard) add up in :attr:`report`.
+        """
         from ..neighbors import NeighborIndex
 
+        kmax = max(self.ks)
+        members = vectors.shape[0]
+        if members < 2:
+            return np.full((members, kmax), np.inf)
+        index = NeighborIndex(vectors, **self.index_options)
+        dist, _, rep = index.search(
+            index.vectors, kmax, exclude="position", query_ids=np.arange(members), recall_ks=self.ks
+        )
+        if self.report is None:
+            self.report = rep
+        else:
+            self.report.merge(rep)
+        return dist
+
+    def pool_columns(
+        self,
+        n: int,
+        positions: np.ndarray,
+        dist: np.ndarray,
+        members: int,
+        nulls: NullCounter,
+        *,
+        recall_notes: bool = True,
+    ) -> dict[str, pa.Array]:
+        """The ``knn_<i>`` columns of ``n`` rows whose pool members (at ``positions``) have distances ``dist``.
+
+        ``members`` is the size of the pool searched. A run that writes one pool's columns shard
+        by shard passes ``recall_notes=False`` and counts the recall check once (:meth:`recall_notes`).
+        """
+        return self._columns(n, positions, dist, members - 1, nulls, recall_notes=recall_notes)
+
+    def finalize(self, nulls: NullCounter) -> dict[str, pa.Array]:
         n = self._rows
         pos = np.concatenate(self._positions) if self._positions else np.zeros(0, np.int64)
         dim = self.source.dim or 0
         vecs = np.concatenate(self._parts) if self._parts else np.zeros((0, dim), np.float32)
         self._parts = []
-        kmax = max(self.ks)
-        members = vecs.shape[0]
-        dist = np.full((members, kmax), np.inf)
-        if members >= 2:
-            index = NeighborIndex(vecs, **self.index_options)
-            dist, _, self.report = index.search(
-                index.vectors, kmax, exclude="position", query_ids=np.arange(members), recall_ks=self.ks
-            )
-        return self._columns(n, pos, dist, members - 1, nulls)
+        dist = self.search_pool(vecs)
+        return self.pool_columns(n, pos, dist, vecs.shape[0], nulls)
 
     # ------------------------------------------------------------ reference pool
 
@@ -216,6 +267,7 @@ class Knn(Indicator):
         eligible: int,
         nulls: NullCounter,
         rep: SearchReport | None = None,
+        recall_notes: bool = True,
     ) -> dict[str, pa.Array]:
         rep = rep if rep is not None else self.report
         out: dict[str, pa.Array] = {}
@@ -230,7 +282,23 @@ class Knn(Indicator):
                 nulls.add(c, too_few(i, self._pool is not None) if eligible < i else not_found(i), missing)
             if rep is not None and not rep.exact:
                 nulls.note(c, rep.method, int(np.isfinite(vals).sum()))
-                nulls.note(c, f"recall@{i} check: true neighbours of sampled rows", rep.recall_checked.get(i, 0))
-                nulls.note(c, f"recall@{i} check: of those found by the approximate search", rep.recall_found.get(i, 0))
+                if recall_notes:
+                    self.recall_notes(nulls, rep, only=c)
             out[c] = masked(vals, invalid, pa.float64())
         return out
+
+    def pool_search_facts(self, nulls: NullCounter) -> str | None:
+        rep, self.report = self.report, None
+        if rep is None:
+            return None
+        self.recall_notes(nulls, rep)
+        return rep.method
+
+    def recall_notes(self, nulls: NullCounter, rep: SearchReport, only: str | None = None) -> None:
+        """Count an approximate search's recall check in the notes (once per search, not per shard)."""
+        if rep.exact:
+            return
+        for c, i in zip(self.wanted, self.ks):
+            if only is None or c == only:
+                nulls.note(c, f"recall@{i} check: true neighbours of sampled rows", rep.recall_checked.get(i, 0))
+                nulls.note(c, f"recall@{i} check: of those found by the approximate search", rep.recall_found.get(i, 0))

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from .._arrow import to_reader
 from .._typing import FileFormat
 from ..columns import LAYOUTS
-from ..errors import ArgumentError, InputFormatError, InvalidTextError
+from ..errors import ArgumentError, InputFormatError, InvalidTextError, SchemaError
+from ..sidecar import attach
 from ._json import JsonSource
 
 _EXT: dict[str, FileFormat] = {
@@ -77,22 +78,90 @@ class FileSource:
     num_rows: int | None
     _open: Callable[[], Iterator[pa.RecordBatch]]
     _locate: Callable[[int], str | None] | None = None
+    # Parquet only: the file, so projections and row takes read just the column chunks they need.
+    _parquet: pq.ParquetFile | None = None
+    _batch_rows: int = 65_536
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Fresh iterator over the file's batches (each call starts at the top).
 
+        ``columns`` keeps only those columns, in that order; Parquet then reads no other column chunk.
         Each batch passes pyarrow's structural check (buffer sizes against offsets; cheap): a
         corrupt Parquet or IPC file can hold offsets past its data, which no later reader could
         tell from the C data interface alone.
         """
+        cols = self._projection(columns)
         try:
-            for b in self._open():
+            if cols is not None and self._parquet is not None:
+                batches = self._parquet.iter_batches(batch_size=self._batch_rows, columns=cols)
+            else:
+                batches = self._open()
+            for b in batches:
                 b.validate()
-                yield b
+                yield b if cols is None or self._parquet is not None else b.select(cols)
         except (pa.ArrowException, OSError) as e:  # corrupt content found while reading
             raise _located(self.path, self.format, e) from e
         except UnicodeDecodeError as e:
             raise _bad_name(self.path, e) from None
+
+    def take(self, positions: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
+        """The rows at ``positions`` (0-based, any order, repeats allowed), in that order.
+
+        One streaming pass; a Parquet file reads only the row groups holding those rows.
+        """
+        want = np.asarray(positions, dtype=np.int64)
+        cols = self._projection(columns)
+        schema = self.schema if cols is None else pa.schema([self.schema.field(c) for c in cols])
+        if want.size == 0:
+            return schema.empty_table()
+        if want.min() < 0 or (self.num_rows is not None and want.max() >= self.num_rows):
+            msg = (
+                f"{self.path}: row positions must be in [0, {self.num_rows}), got {int(want.min())}..{int(want.max())}"
+            )
+            raise ArgumentError(msg)
+        uniq = np.unique(want)
+        parts: list[pa.Table] = []
+        for start, chunk in self._chunks_holding(uniq, cols):
+            local = uniq[(uniq >= start) & (uniq < start + chunk.num_rows)] - start
+            if local.size:
+                parts.append(chunk.take(pa.array(local)))
+        found = sum(t.num_rows for t in parts)
+        if found != uniq.size:
+            msg = f"{self.path}: row positions up to {int(uniq[-1])} requested, but the file has fewer rows"
+            raise ArgumentError(msg)
+        table = pa.concat_tables(parts).combine_chunks() if parts else schema.empty_table()
+        return table.take(pa.array(np.searchsorted(uniq, want)))
+
+    def _projection(self, columns: Sequence[str] | None) -> list[str] | None:
+        if columns is None:
+            return None
+        missing = [c for c in columns if c not in self.schema.names]
+        if missing:
+            msg = f"{self.path}: no column(s) {missing}; found columns: {self.schema.names}"
+            raise SchemaError(msg)
+        return list(columns)
+
+    def _chunks_holding(self, uniq: np.ndarray, cols: list[str] | None) -> Iterator[tuple[int, pa.Table]]:
+        """(first row, rows) pieces of the file that hold the sorted positions ``uniq``."""
+        if self._parquet is not None:
+            meta = self._parquet.metadata
+            start = 0
+            for i in range(meta.num_row_groups):
+                n = meta.row_group(i).num_rows
+                lo = np.searchsorted(uniq, start)
+                if lo < uniq.size and uniq[lo] < start + n:  # 8,192 rows at a time: a large row group is never whole
+                    at = start
+                    for b in self._parquet.iter_batches(batch_size=8_192, row_groups=[i], columns=cols):
+                        yield at, pa.Table.from_batches([b])
+                        at += b.num_rows
+                start += n
+            return
+        start = 0
+        for b in self.batches(cols):
+            if start > uniq[-1]:
+                return
+            yield start, pa.Table.from_batches([b])
+            start += b.num_rows
 
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
@@ -192,10 +261,48 @@ def _check_names(schema: pa.Schema | pa.DataType, p: Path, where: str = "") -> N
         _check_names(f.type, p, f"{where}{name}.")
 
 
-def read_table(path: str | os.PathLike[str], *, format: str | None = None) -> pa.Table:
-    """Read a whole record file into a Table (see :func:`scan_file`)."""
+def read_table(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    scores: str | os.PathLike[str] | None = None,
+    id_column: str | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """Read a whole record file into a Table (see :func:`scan_file`), with its sidecar scores attached.
+
+    Parameters
+    ----------
+    path
+        A record file.
+    format
+        Its format (default: from the extension).
+    scores
+        Its sidecar (``instructfast score --sidecar``): the indicator columns are appended after
+        every row's key and text hash are checked (:func:`instructfast.sidecar.attach`).
+    id_column, columns
+        The sidecar's key column and the column map used when scoring, if any.
+
+    Raises
+    ------
+    instructfast.SchemaError
+        When the sidecar does not match the data row for row (the message names the first row).
+    """
     src = scan_file(path, format=format)
-    return pa.Table.from_batches(list(src.batches()), schema=src.schema)
+    table = pa.Table.from_batches(list(src.batches()), schema=src.schema)
+    if scores is None:
+        return table
+    side = read_table(scores)
+    shard = None if id_column else _sidecar_shard(side)
+    return attach(table, side, shard=shard, id_column=id_column, columns=columns)
+
+
+def _sidecar_shard(side: pa.Table) -> str | None:
+    """The one shard a sidecar says it belongs to (checked against itself, not the data's file name)."""
+    if "_shard" not in side.column_names or not side.num_rows:
+        return None
+    shards = side.column("_shard").unique().to_pylist()
+    return str(shards[0]) if len(shards) == 1 else None
 
 
 def to_table(data: Any) -> pa.Table:
@@ -221,7 +328,13 @@ def _scan_parquet(p: Path, batch_rows: int) -> FileSource:
     # Arrow allocation over 1M rows); streaming must stay flat.
     pf = pq.ParquetFile(p, pre_buffer=False)
     return FileSource(
-        p, "parquet", pf.schema_arrow, pf.metadata.num_rows, lambda: pf.iter_batches(batch_size=batch_rows)
+        p,
+        "parquet",
+        pf.schema_arrow,
+        pf.metadata.num_rows,
+        lambda: pf.iter_batches(batch_size=batch_rows),
+        _parquet=pf,
+        _batch_rows=batch_rows,
     )
 
 

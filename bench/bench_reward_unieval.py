@@ -9,9 +9,9 @@ so the comparison is the runtime alone. Rows are Alpaca records built as the ind
 build them (pair, OASST string, UniEval coherence input). Tiny models make per-call
 overhead a large share of the time: the ratios say little about 400M-parameter models.
 
-    flock /tmp/instructfast-bench.lock python bench/bench_onnx_models.py --records 400
+    flock /tmp/instructfast-bench.lock python bench/bench_reward_unieval.py --records 400
 
-Results: ``bench/results/onnx_models.csv`` and ``bench/results/onnx_models.md``.
+Results: ``bench/results/reward_unieval.csv`` and ``bench/results/reward_unieval.md``.
 """
 
 from __future__ import annotations
@@ -165,11 +165,11 @@ def main() -> None:
         print(table[-1], flush=True)
         del res
     a.out.mkdir(parents=True, exist_ok=True)
-    append_results(a.out / "onnx_models.csv", rows)
+    append_results(a.out / "reward_unieval.csv", rows)
     lines = [
         "# ONNX Runtime vs torch eager: tiny reward / UniEval graphs, CPU",
         "",
-        f"`flock /tmp/instructfast-bench.lock python bench/bench_onnx_models.py --records {a.records} --repeats {a.repeats}`",
+        f"`flock /tmp/instructfast-bench.lock python bench/bench_reward_unieval.py --records {a.records} --repeats {a.repeats}`",
         "",
         f"{len(recs)} Alpaca records (alpaca_5000.json, seed 0), inputs built as the indicators build them; "
         f"the same token ids and length buckets for both runtimes; {a.threads} threads; median of {a.repeats}. "
@@ -184,7 +184,7 @@ def main() -> None:
             f"| {kind} | {n_params:,} | {toks:,} | {nb} | {o:.0f} | {t:.0f} | {o / t:.2f}x | {d:.1g} | {ld:.2f} | {fus} |"
         )
     lines += ["", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items())]
-    (a.out / "onnx_models.md").write_text("\n".join(lines) + "\n")
+    (a.out / "reward_unieval.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
