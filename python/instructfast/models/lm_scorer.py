@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..batching import length_buckets
-from .causal_lm import LoadedLM, text_encoder
+from .causal_lm import LoadedLM, TextEncoder, text_encoder
 
 
 @dataclass
@@ -97,7 +97,6 @@ class LMScorer:
         self.lm = lm
         self.model = lm.model
         self.tok = lm.tokenizer
-        self.encoder = text_encoder(lm.tokenizer)  # thread-safe ids (transformers' __call__ is not)
         self.token_budget = int(token_budget)
         self.max_rows = int(max_rows)
         self.max_length = int(max_length or lm.max_length)
@@ -115,6 +114,12 @@ class LMScorer:
         # Models that post-process logits (soft-capping, scaling) are scored from full logits.
         self.fused_ok = not (getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None))
         self._torch = torch
+
+    @property
+    def encoder(self) -> TextEncoder:
+        """Thread-safe token ids (transformers' ``__call__`` is not), made on first use: a caller that
+        scores token ids only (the GPU check, with a stub tokenizer) never needs one."""
+        return text_encoder(self.tok)
 
     def _bos_prefix(self) -> list[int]:
         """The BOS the tokenizer adds on its own (none for tokenizers that declare but do not add it)."""
