@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -91,7 +90,7 @@ def worker(mode: str, records_path: str, models_json: str, threads: int, batch_r
     warnings.simplefilter("ignore", instructfast.InstructfastWarning)
     scorer = instructfast.Scorer(table.schema, indicators=indicators, options=opts)
     scorer.start()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _common.proc_status_mib("VmRSS")
     t0 = time.perf_counter()
     if mode == "one":
         results = [scorer.score_batch(b) for b in batches]
@@ -112,8 +111,9 @@ def worker(mode: str, records_path: str, models_json: str, threads: int, batch_r
         "mode": mode,
         "rows": table.num_rows,
         "seconds": seconds,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "rss_after_load": base * 1024,
+        # VmHWM, not ru_maxrss: Linux carries that one over from the parent, which loaded the embedder
+        "peak_rss": _common.proc_status_mib("VmHWM") * 2**20,
+        "rss_after_load": base * 2**20,
         "columns": [c for c in scorer.plan.columns()],
         "report_rows": scorer.report.rows,
     }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "arrow_strings.hpp"
+#include "jsonstr.hpp"
 #include "mtld.hpp"
 #include "textstats.hpp"
 #include "unicode.hpp"
@@ -77,6 +78,29 @@ py::array_t<int64_t> utf8_check(const py::object& schema_capsule, const py::obje
   return out;
 }
 
+// (the decoded value, the offset past the closing quote) of the JSON string literal at data[start].
+py::tuple json_string(const py::bytes& data, size_t start) {
+  const std::string_view s = data;
+  size_t end;
+  {
+    py::gil_scoped_release release;
+    end = json::string_end(s, start);
+  }
+  // The value is decoded straight into a bytes object of the literal's size (decoding never grows
+  // text), then shrunk: one copy of a long value, not three.
+  PyObject* raw = PyBytes_FromStringAndSize(nullptr, py::ssize_t(end - start));
+  if (raw == nullptr) throw py::error_already_set();
+  py::object out = py::reinterpret_steal<py::object>(raw);
+  size_t n;
+  {
+    py::gil_scoped_release release;
+    n = json::decode_string(s, start, end, PyBytes_AS_STRING(raw));
+  }
+  PyObject* shrunk = out.release().ptr();
+  if (_PyBytes_Resize(&shrunk, py::ssize_t(n)) != 0) throw py::error_already_set();
+  return py::make_tuple(py::reinterpret_steal<py::bytes>(shrunk), end);
+}
+
 py::bytes utf8_replace(const py::bytes& data) {
   std::string_view text = data;
   std::string fixed;
@@ -137,6 +161,9 @@ PYBIND11_MODULE(_core, m) {
         "Byte offset of the first invalid UTF-8 sequence of each element of an Arrow string array (-1: valid or null).");
   m.def("utf8_replace", &utf8_replace, py::arg("data"),
         "The bytes with each invalid UTF-8 sequence replaced by U+FFFD (an encoded surrogate counts as one).");
+  m.def("json_string", &json_string, py::arg("data"), py::arg("start"),
+        "(value, end) of the JSON string literal whose opening quote is data[start]: escapes decoded, lone "
+        "surrogate escapes as their 3-byte encodings; ValueError for bad syntax.");
   m.def("mtld", &mtld_one, py::arg("text"), py::arg("threshold") = 0.72,
         "MTLD of one text exactly as lexicalrichness 0.5.1; None when it has no tokens.");
   m.def("tokenize", &instructfast::tokenize, py::arg("text"), "lexicalrichness 0.5.1 tokens of one text.");

@@ -421,7 +421,11 @@ struct Direction {
 double MtldWorkspace::mtld(double threshold) {
   const size_t n = n_words_;
   if (n == 0) return std::numeric_limits<double>::quiet_NaN();
-  prepare_limits(threshold, n);
+  // A segment holds at most n_unique_ types, so it closes by the first count c with
+  // n_unique_ / c <= threshold: the table never needs more counts than that (plus a margin for
+  // rounding). Sized by n it was 4 bytes a word, 1.7x a 256 MiB text while its vector grew.
+  const double longest = std::ceil(double(n_unique_) / threshold) + 2.0;
+  prepare_limits(threshold, longest < double(n) ? size_t(longest) : n);
   // Stamps grow by at most n + 1 per text; restart them before they could wrap.
   for (int d = 0; d < 2; ++d) {
     if (seen_[d].size() < n_unique_) seen_[d].resize(n_unique_, 0u);

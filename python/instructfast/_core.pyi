@@ -24,6 +24,9 @@ def text_stats(
 def utf8_check(schema_capsule: object, array_capsule: object, *, threads: int = 0) -> np.ndarray[Any, Any]:
     """Byte offset of the first invalid UTF-8 sequence of each element of an Arrow string array (-1: valid or null)."""
 
+def json_string(data: bytes, start: int) -> tuple[bytes, int]:
+    """(value, end) of the JSON string literal at data[start]: escapes decoded, lone surrogates as their 3 bytes."""
+
 def utf8_replace(data: bytes) -> bytes:
     """The bytes with each invalid UTF-8 sequence replaced by U+FFFD (an encoded surrogate counts as one)."""
 

@@ -175,7 +175,25 @@ class Indicator:
         """Release models. Called once after the last batch, also on errors."""
 
 
+_NUMPY = {t: np.dtype(t.to_pandas_dtype()) for t in (pa.int32(), pa.int64(), pa.float32(), pa.float64())}
+
+
 def masked(values, invalid, type_: pa.DataType) -> pa.Array:
-    """A pyarrow array from numpy ``values`` with nulls where the boolean mask ``invalid`` is set."""
+    """A pyarrow array from numpy ``values`` with nulls where the boolean mask ``invalid`` is set.
+
+    Built from buffers where it can be: ``pa.array(ndarray)`` imports pandas to ask whether the array
+    is categorical (0.7 s and 40 MiB that a text-statistics run otherwise never loads).
+
+    >>> import numpy as np
+    >>> masked(np.array([1.5, 2.0, 3.0]), np.array([False, True, False]), pa.float64()).to_pylist()
+    [1.5, None, 3.0]
+    """
     invalid = np.asarray(invalid, dtype=bool)
+    dtype = _NUMPY.get(type_)
+    if dtype is not None and np.ndim(values) == 1:
+        arr = np.ascontiguousarray(values, dtype=dtype)
+        if not invalid.any():
+            return pa.Array.from_buffers(type_, len(arr), [None, pa.py_buffer(arr)])
+        valid = pa.py_buffer(np.packbits(~invalid, bitorder="little"))
+        return pa.Array.from_buffers(type_, len(arr), [valid, pa.py_buffer(arr)], null_count=int(invalid.sum()))
     return pa.array(values, type=type_, mask=invalid if invalid.any() else None)

@@ -489,6 +489,11 @@ def _holds_text(t: pa.DataType) -> bool:
     return any(_holds_text(t.field(i).type) for i in range(t.num_fields))
 
 
+def _holds_bytes(t: pa.DataType) -> bool:
+    """Text, binary, or nested (whose leaves may be either)."""
+    return _holds_text(t) or pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
 _UTF8_ROW = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
 
 
@@ -523,7 +528,10 @@ class _BatchWriter:
         self._check = any(_holds_text(f.type) for f in schema)
         self.metadata: dict[bytes, bytes] = {}  # key-value metadata for the Parquet footer, written on close
         if fmt == "parquet":
-            self._w = pq.ParquetWriter(path, schema, compression="zstd")
+            # No min/max statistics for text: useless for pruning, and the writer copies a value for each
+            # (a single 256 MiB record made it hold seven times the record; without them, two).
+            stats = [f.name for f in schema if not _holds_bytes(f.type)]
+            self._w = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=stats or False)
         elif fmt == "arrow":
             self._w = ipc.new_file(path, schema)
         elif fmt == "arrows":
