@@ -18,6 +18,7 @@ and whatever is written must read back into Python (no invalid UTF-8 in a string
 from __future__ import annotations
 
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -256,12 +257,53 @@ def _bad_structs(r: Reader) -> None:
     assert ok and len(got["words"]) == 0
 
 
+# Pieces of JSON string literals: every escape, surrogate halves, broken escapes, raw quotes,
+# backslashes and control characters.
+_JSON_PIECES = [
+    b'\\"', b"\\\\", b"\\/", b"\\b", b"\\f", b"\\n", b"\\r", b"\\t", b"\\u0041", b"\\u00e9", b"\\u4E2D",
+    b"\\ud83d", b"\\ude00", b"\\uD800", b"\\udfff", b"\\u12", b"\\uZZZZ", b"\\u+123", b"\\x", b"\\", b'"',
+    b"\n", b"\x01", b"\x7f", b" ",
+]  # fmt: skip
+
+
+def _json_strings(r: Reader) -> None:
+    """A JSON string literal (and bytes around it): the native decoder gives what its twin gives, value
+    and end or the same error; where the bytes are UTF-8, CPython's scanner agrees with both."""
+    import json.decoder
+
+    from instructfast.io import jsonstr_py
+
+    lead = r.raw(r.int(0, 4))
+    body = [r.pick(_JSON_PIECES) if r.bool(0.6) else r.pick(PALETTE) for _ in range(r.int(0, 24))]
+    tail = (b'"' if r.bool(0.8) else b"") + r.raw(r.int(0, 4))
+    data = lead + b'"' + b"".join(body) + tail
+    start = len(lead) if r.bool(0.9) else r.int(0, len(data) + 1)
+    try:
+        want = jsonstr_py.json_string(data, start)
+    except ValueError as e:
+        try:
+            core.json_string(data, start)
+        except ValueError as got:
+            assert str(got) == str(e), (data, start)
+        else:
+            raise AssertionError(f"native accepted what the twin refused ({e}): {data!r} at {start}") from None
+        return
+    assert core.json_string(data, start) == want, (data, start)
+    try:
+        text = data[start:].decode("utf-8")
+    except UnicodeDecodeError:
+        return  # raw bytes that are not UTF-8 are copied as they are: nothing for CPython to say
+    value, end = json.decoder.scanstring(text, 1)
+    assert value.encode("utf-8", "surrogatepass") == want[0] and len(text[:end].encode()) == want[1] - start
+
+
 def check_core(data: bytes) -> None:
     """One native-core check chosen by the first byte (see the module docstring)."""
     if core is None:
         raise RuntimeError("the native core is not built: make fuzz builds it with the sanitizers")
     r = Reader(data)
-    (_pyarrow_layouts, _hand_built_offsets, _hand_built_views, _bad_structs)[r.int(0, 3)](r)
+    checks = (_pyarrow_layouts, _hand_built_offsets, _hand_built_views, _bad_structs, _json_strings)
+    checks[r.int(0, len(checks) - 1)](r)
 
 
 # ----------------------------------------------------------------------------------- readers
@@ -272,7 +314,7 @@ _TMP = Path(tempfile.mkdtemp(prefix="instructfast-fuzz-"))
 
 def check_readers(data: bytes) -> None:
     """The bytes as an input file (the first byte picks the format): read, score, write, read back."""
-    import pyarrow.parquet as pq
+    from instructfast.io import _json
 
     r = Reader(data)
     fmt = FILE_FORMATS[r.int(0, len(FILE_FORMATS) - 1)]
@@ -281,6 +323,21 @@ def check_readers(data: bytes) -> None:
     path = _TMP / f"input.{fmt}"
     out = _TMP / "output.parquet"
     path.write_bytes(r.rest())
+    # One input in four reads every JSON Lines record past 16 bytes field by field (the huge-record
+    # parser); chosen by a hash, so the bytes kept as regression inputs keep their meaning.
+    huge = zlib.crc32(data) % 4 == 0
+    saved = _json.HUGE, _json.BLOCK
+    if huge:
+        _json.HUGE, _json.BLOCK = 16, 32
+    try:
+        _read_score_write(path, out, fmt, policy, limit)
+    finally:
+        _json.HUGE, _json.BLOCK = saved
+
+
+def _read_score_write(path: Path, out: Path, fmt: str, policy: str, limit: int) -> None:
+    import pyarrow.parquet as pq
+
     try:
         table = instructfast.read_table(path, format=fmt)
         assert isinstance(table, pa.Table)
@@ -335,8 +392,11 @@ def seed_inputs() -> dict[str, dict[str, bytes]]:
     files["csv"] = b'instruction,input,output\nq,,"a, b\nc"\nr,x,\xff\xfe\n'
     readers = {f"{fmt}": bytes([FILE_FORMATS.index(fmt), 0, 0]) + body for fmt, body in files.items()}
     readers.update({f"{fmt}-replace": bytes([FILE_FORMATS.index(fmt), 1, 0]) + body for fmt, body in files.items()})
+    # JSON Lines through the huge-record parser too (check_readers picks it by the input's hash)
+    jsonl = bytes([FILE_FORMATS.index("jsonl"), 0, 0]) + files["jsonl"]
+    readers["jsonl-huge"] = next(x for k in range(256) if zlib.crc32(x := jsonl + b"\n" * k) % 4 == 0)
     core_seeds = {
-        f"mode{m}-{k}": bytes([m]) + bytes((k + i) % 256 for i in range(96)) for m in range(4) for k in (0, 7, 200)
+        f"mode{m}-{k}": bytes([m]) + bytes((k + i) % 256 for i in range(96)) for m in range(5) for k in (0, 7, 200)
     }
     return {"core": core_seeds, "readers": readers}
 
