@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 SAMPLE := python/instructfast/data/alpaca_gpt4_sample.jsonl
 NATIVE := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp tools/*.py)
 
-.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run browser fuzz fuzz-build
+.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run browser fuzz fuzz-build fuzz-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -88,7 +88,13 @@ CLANG        ?= clang-14
 CLANGXX      ?= clang++-14
 FUZZ_FLAGS   := -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize=vptr,function -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
 
-$(FUZZ_VENV)/.atheris:
+# A fresh machine (CI) has neither clang nor its compiler-rt: Debian's packages, from apt (as root, or
+# through sudo), as `browser` does for Chromium.
+fuzz-tools:
+	@command -v $(CLANG) >/dev/null && ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a >/dev/null 2>&1 || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends clang-14 libclang-rt-14-dev)
+
+$(FUZZ_VENV)/.atheris: | fuzz-tools
 	$(PYTHON) -m venv $(FUZZ_VENV)
 	$(FUZZ_PY) -m pip install -q --upgrade pip
 	$(FUZZ_PY) -m pip install -q numpy pyarrow tqdm threadpoolctl scikit-build-core pybind11
@@ -104,7 +110,7 @@ $(FUZZ_VENV)/.core: $(NATIVE) $(FUZZ_VENV)/.atheris
 		-C cmake.define.CMAKE_CXX_COMPILER=$(CLANGXX) -C "cmake.define.CMAKE_CXX_FLAGS=$(FUZZ_FLAGS)"
 	touch $@
 
-fuzz-build: $(FUZZ_VENV)/.core
+fuzz-build: fuzz-tools $(FUZZ_VENV)/.core
 
 fuzz: $(FUZZ_VENV)/.core
 	FUZZ_SECONDS=$(FUZZ_SECONDS) PYTHON=$(FUZZ_PY) bash tools/fuzz.sh
