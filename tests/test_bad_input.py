@@ -200,6 +200,21 @@ def test_malformed_json_arrays_name_the_line(tmp_path, body, match):
         instructfast.read_table(p)
 
 
+@pytest.mark.parametrize("block", [1 << 20, 256], ids=["in-one-read", "across-reads"])
+def test_a_json_array_element_over_the_limit_names_its_line(tmp_path, monkeypatch, block):
+    # arrays stream element by element, so only an element (a record) is bounded, not the array
+    monkeypatch.setattr(_json, "BLOCK", block)
+    rows = [{"instruction": "q", "output": "short"}] * 3 + [{"instruction": "q", "output": "w " * 3000}]
+    p = tmp_path / "big.json"
+    p.write_text(json.dumps(rows, indent=1))  # elements take 4 lines from line 2: the long one starts on 14
+    assert instructfast.read_table(p).num_rows == 4
+    with pytest.raises(
+        instructfast.InputFormatError, match=r"big\.json:14: a record longer than 1,000 bytes \(the max_record_bytes"
+    ):
+        pipeline.score_file(p, tmp_path / "o.parquet", indicators=["mtld"], options={"max_record_bytes": 1000})
+    assert not (tmp_path / "o.parquet").exists()
+
+
 def test_a_field_first_seen_after_the_first_piece_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(_json, "BLOCK", 64)
     p = write(tmp_path, "late.jsonl", *[GOOD] * 4, b'{"instruction": "q", "output": "x", "extra": 1}')

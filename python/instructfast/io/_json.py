@@ -199,7 +199,6 @@ def array_pieces(path: Path, limit: int, block: int | None = None) -> Iterator[P
     """A JSON array's elements, each on one line (newlines between tokens become spaces), in pieces."""
     block = block or BLOCK
     buf = bytearray()
-    line0 = 1  # file line at buf[0]
     base = 0  # file offset of buf[0]
     mark, mark_line = 0, 1  # newlines are counted forward from here (positions only grow)
     scan = 0
@@ -290,15 +289,15 @@ def array_pieces(path: Path, limit: int, block: int | None = None) -> Iterator[P
             keep = elem if elem is not None else scan
             keep = min(keep, scan)
             if keep > 0:
-                line_at(keep)
-                line0 = mark_line
+                line_at(keep)  # mark_line is now the line at buf[keep], which becomes buf[0]
                 del buf[:keep]
                 base += keep
                 mark, scan = 0, scan - keep
                 if elem is not None:
                     elem -= keep
             if elem is not None and len(buf) - elem > limit + block:
-                raise too_long(path, line0, limit)
+                first = _NONBLANK.search(buf, elem)  # the element's first line, not the buffer's
+                raise too_long(path, line_at(first.start() if first else elem), limit)
     if not n_elements:
         raise InputFormatError(f"{path}: the JSON array holds no records")
 
