@@ -119,7 +119,7 @@ def test_missing_column_and_non_string_column_from_files(tmp_path, capsys):
 def test_json_array_type_conflict_names_record(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps([{"instruction": "a", "output": "b"}, {"instruction": "a", "output": ["x"]}]))
-    with pytest.raises(InputFormatError, match=r"record 1: field `output` is list"):
+    with pytest.raises(InputFormatError, match=r"bad\.json:1: record 1: field `output` must be a string, got list"):
         instructfast.read_table(p)
 
 

@@ -40,6 +40,23 @@ def _parse_options(items: list[str] | None) -> dict[str, object]:
     return out
 
 
+# Dedicated flags that set an option: --on-invalid-utf8=replace is --option on_invalid_utf8=replace.
+_OPTION_FLAGS = ("on_invalid_utf8", "verify_models")
+
+
+def _score_options(args: argparse.Namespace) -> dict[str, object]:
+    out = _parse_options(args.option)
+    for key in _OPTION_FLAGS:
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in out and out[key] != value:
+            msg = f"--{key.replace('_', '-')}={value} and --option {key}={out[key]} disagree"
+            raise SystemExit(msg)
+        out[key] = value
+    return out
+
+
 def _parse_list(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
@@ -53,7 +70,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .shards import is_many
 
     many = is_many(args.input)
-    opts = _parse_options(args.option)
+    opts = _score_options(args)
     for key, value in (("knn_scope", args.knn_scope), ("knn_embedding_dtype", args.embedding_dtype)):
         if value is not None:
             opts[key] = value
@@ -140,7 +157,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .serve.app import ServeConfig
 
     require()
-    opts = _parse_options(args.option)
+    opts = _score_options(args)
     flags = {
         "mtld_threshold": args.mtld_threshold,
         "serve_max_body_mb": args.max_body_mb,
@@ -217,6 +234,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .errors import ModelNotFoundError
     from .models.registry import SLOTS, cache_dir, resolve
 
+    if args.rehash:
+        from .models.verify import rehash
+
+        for path in args.rehash:
+            if not Path(path).exists():
+                msg = f"instructfast: error: {path}: no such file or folder"
+                raise SystemExit(msg)
+            print(f"recorded the sha256 of {rehash(path)} files of {path} (later loads are checked against them)")
+        return 0
     models = _parse_map(args.models) or {}
     print(f"cache: {cache_dir()}")
     for slot in SLOTS.values():
@@ -418,6 +444,19 @@ def _scoring_arguments(p: argparse.ArgumentParser, option_examples: str) -> None
         help=f"an option, repeatable, e.g. {option_examples}; `instructfast options` lists every key with its type "
         "and default",
     )
+    p.add_argument(
+        "--on-invalid-utf8",
+        choices=("error", "replace"),
+        default=None,
+        help="invalid UTF-8 or a lone surrogate in the input: an error naming file, line and column (default), "
+        "or replace it with U+FFFD (rows counted; the one case where a text column of the output differs)",
+    )
+    p.add_argument(
+        "--verify-models",
+        choices=("cached", "full"),
+        default=None,
+        help="model file hashes: re-hashed when size or mtime change (default, hashes cached) or at every load",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,6 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list model slots, where each is looked for, and how to get it")
     m.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
+    m.add_argument(
+        "--rehash",
+        action="append",
+        metavar="PATH",
+        help="record the current content of a model folder or file as its reference (after replacing it on "
+        "purpose); models without a manifest are checked against the hashes recorded at their first use",
+    )
     m.set_defaults(func=_cmd_models)
 
     e = sub.add_parser("export", help="export a Hugging Face model to an ONNX folder (reward, UniEval, embedder)")

@@ -15,12 +15,15 @@ Per-row problems are never exceptions: they become nulls with a counted reason.
     ├── SchemaError (ValueError)             a column is missing or of the wrong type
     ├── InputFormatError (ValueError)        a file cannot be read (file, line, field)
     │   └── RecordError                      a record sent to a service is malformed (index, field)
+    ├── InvalidTextError (UnicodeError)      text holds invalid UTF-8 or a lone surrogate (file, line, column)
+    ├── ArrowDataError (ValueError)          Arrow data from a producer is malformed (offsets, views, buffers)
     ├── RuleError (ValueError)               a rule is malformed or its inputs are missing
     ├── IndicatorUnavailableError (RuntimeError)
     ├── MissingDependencyError (ImportError) an optional package is missing (pip command)
     ├── ModelNotFoundError (LookupError)     no model fills a slot
     ├── ModelError (ValueError)              a model is unusable (kind, architecture, manifest)
     │   ├── ModelFileError (FileNotFoundError) a file of it is missing
+    │   ├── ModelIntegrityError              a file of it differs from its recorded hash
     │   └── ExportError (RuntimeError)       an ONNX export failed
     │       └── ExportVerificationError      ... or its outputs differ from torch
     ├── OutputExistsError (FileExistsError)  an output would be replaced without overwrite
@@ -89,6 +92,43 @@ class RecordError(InputFormatError):
         self.field = field
 
 
+class InvalidTextError(InstructfastError, UnicodeError):
+    """Text holds invalid UTF-8 or a lone surrogate: the message names the file, line (or row), column and byte.
+
+    ``on_invalid_utf8="replace"`` (CLI ``--on-invalid-utf8=replace``) replaces such bytes with U+FFFD
+    instead and counts the rows in the report's notes. Also a ``UnicodeError`` (so a ``ValueError``).
+
+    Attributes
+    ----------
+    row
+        The row (of the table, batch or file) holding the text, when known.
+    column
+        The column (a path such as ``conversations[].value`` inside nested columns), when known.
+    byte
+        Offset of the first invalid byte within the value, when known.
+    """
+
+    row: int | None = None
+    column: str | None = None
+    byte: int | None = None
+    detail: str | None = None  # the message after its "row N: " (what was found, what to do)
+
+    def moved(self, rows: int) -> InvalidTextError:
+        """The same error with its row ``rows`` further on (a batch's row, counted from the start of its stream)."""
+        row = (self.row or 0) + rows
+        err = InvalidTextError(f"row {row}: {self.detail}")
+        err.row, err.column, err.byte, err.detail = row, self.column, self.byte, self.detail
+        return err
+
+
+class ArrowDataError(InstructfastError, ValueError):
+    """Arrow data handed over through the C data interface is malformed (offsets, view lengths, buffers).
+
+    Raised by the native core before it reads anything it cannot check; the producer of the array
+    (not instructfast's caller) is at fault.
+    """
+
+
 class RuleError(InstructfastError, ValueError):
     """A rule is malformed, unknown, or needs indicator columns that are not available."""
 
@@ -111,6 +151,14 @@ class ModelError(InstructfastError, ValueError):
 
 class ModelFileError(ModelError, FileNotFoundError):
     """A file a model needs is missing from its folder; the message names the folder and the file."""
+
+
+class ModelIntegrityError(ModelError):
+    """A model file's content differs from its recorded hash (truncated, partly copied or altered).
+
+    The message names the file, the expected and the actual SHA-256, and the command that remakes it.
+    The file is never loaded.
+    """
 
 
 class ExportError(ModelError, RuntimeError):
@@ -170,6 +218,7 @@ class InstructfastDeprecationWarning(InstructfastWarning, DeprecationWarning):
 __all__ = [
     "ArgumentError",
     "ArgumentTypeError",
+    "ArrowDataError",
     "ExportError",
     "ExportVerificationError",
     "ImplementationFallbackWarning",
@@ -178,9 +227,11 @@ __all__ = [
     "InstructfastDeprecationWarning",
     "InstructfastError",
     "InstructfastWarning",
+    "InvalidTextError",
     "MissingDependencyError",
     "ModelError",
     "ModelFileError",
+    "ModelIntegrityError",
     "ModelNotFoundError",
     "NullValuesWarning",
     "OptionError",

@@ -35,7 +35,18 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypedDict
 
 from ._cores import available_cores
-from ._typing import EmbedderBackend, IvfStorage, KnnBackend, KnnScope, LMDtype, OnFull, Overflow, VectorDtype
+from ._typing import (
+    EmbedderBackend,
+    InvalidTextPolicy,
+    IvfStorage,
+    KnnBackend,
+    KnnScope,
+    LMDtype,
+    OnFull,
+    Overflow,
+    VectorDtype,
+    VerifyModels,
+)
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
 
 _TRUE = ("1", "true", "yes", "on")
@@ -165,6 +176,27 @@ class TextOptions(OptionGroup):
         max=1.0,
         open_interval=True,
     )
+    on_invalid_utf8: InvalidTextPolicy = option(
+        "error",
+        "invalid UTF-8 or a lone surrogate in any text column: an error naming file, line and column, "
+        "or 'replace' with U+FFFD (rows counted in the report's notes)",
+        key="on_invalid_utf8",
+    )
+
+
+@dataclass(frozen=True)
+class InputOptions(OptionGroup):
+    """Reading input files."""
+
+    prefix: ClassVar[str] = "input"
+    title: ClassVar[str] = "input files"
+    max_record_bytes: int = option(
+        1 << 30,
+        "largest JSON Lines record (one line) read, in bytes; a longer line is an error naming it",
+        key="max_record_bytes",
+        min=1,
+        max=(1 << 31) - (1 << 20),  # pyarrow's JSON block size is an int32; a block holds the record and a margin
+    )
 
 
 @dataclass(frozen=True)
@@ -175,6 +207,12 @@ class ModelOptions(OptionGroup):
     title: ClassVar[str] = "all model indicators"
     on_overflow: Overflow = option(
         "null", "text beyond a model's window: null with a counted reason, or score its first tokens", key="on_overflow"
+    )
+    verify_models: VerifyModels = option(
+        "cached",
+        "model file hashes: checked at every load against the manifest (or the hashes recorded at first use), "
+        "re-hashed when size or mtime change ('cached'), or at every load ('full')",
+        key="verify_models",
     )
 
 
@@ -318,6 +356,7 @@ class _Groups(TypedDict):
     """One instance of each option group, keyed by its :class:`ScoreOptions` attribute (as in ``GROUPS``)."""
 
     text: TextOptions
+    input: InputOptions
     model: ModelOptions
     lm: LMOptions
     onnx: OnnxOptions
@@ -388,7 +427,7 @@ class ScoreOptions:
         Model slots to paths or ids, e.g. ``{"lm": "/models/llama", "reward": "/models/rm"}``.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (CUDA when available).
-    text, model, lm, onnx, reward, unieval, embedder, knn
+    text, input, model, lm, onnx, reward, unieval, embedder, knn
         The option groups (see :func:`describe_options`); build them from flat keys with
         :meth:`build`.
     serve
@@ -400,6 +439,7 @@ class ScoreOptions:
     models: Mapping[str, str] = field(default_factory=dict)
     device: str | None = None
     text: TextOptions = field(default_factory=TextOptions)
+    input: InputOptions = field(default_factory=InputOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     lm: LMOptions = field(default_factory=LMOptions)
     onnx: OnnxOptions = field(default_factory=OnnxOptions)
@@ -515,6 +555,7 @@ __all__ = [
     "ALIASES",
     "GROUPS",
     "EmbedderOptions",
+    "InputOptions",
     "KnnOptions",
     "LMOptions",
     "ModelOptions",

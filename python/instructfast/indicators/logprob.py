@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
+from ..models.long_text import cut_texts
 from ..models.registry import resolve, slot_status
 from ..options import ScoreOptions
 from ..prompts import PromptTemplate
@@ -62,7 +63,9 @@ class LogProb(Indicator):
         dev = opts.resolved_device()
         cuda = dev.startswith("cuda")
         self.template = PromptTemplate.named(lm.prompt_template)  # a bad template fails before the load
-        self.lm = load_causal_lm(resolve("lm", opts.models), device=dev, dtype=lm.dtype)
+        self.lm = load_causal_lm(
+            resolve("lm", opts.models), device=dev, dtype=lm.dtype, verify=opts.model.verify_models
+        )
         self.scorer = LMScorer(
             self.lm,
             token_budget=lm.token_budget or (65_536 if cuda else 8192),
@@ -77,7 +80,7 @@ class LogProb(Indicator):
     def record(self, run: RunRecord) -> None:
         from ..ops.logprob import resolve_impl
 
-        run.add_model(self.lm.source.record())
+        run.add_model({**self.lm.source.record(), "verified": self.lm.verified})
         run.implementations["lm device"] = self.device
         run.implementations["lm dtype"] = str(self.lm.model.dtype).removeprefix("torch.")
         run.implementations["logprob"] = resolve_impl(self.device, "fused_linear_logprob")[1]
@@ -97,11 +100,17 @@ class LogProb(Indicator):
             elif inst[i] is None:
                 reason[i] = NULL_INSTRUCTION
         ok = [i for i in range(n) if reason[i] is None]
-        prompts = [self.template.render(inst[i], inps[i], hist[i]) for i in ok]
-        ctx_ids = self.scorer.tokenize(prompts)
-        out_ids = self.scorer.tokenize([outs[i] for i in ok])
         bos = self.scorer.bos
         window = self.scorer.max_length
+        # Texts far past the window are cut first (the prompt keeps its end, the output its start):
+        # the overflow policy sees the same answer, without tokenising all of a book (models.long_text).
+        enc = self.scorer.encoder
+        prompts, _ = cut_texts(
+            [self.template.render(inst[i], inps[i], hist[i]) for i in ok], window, enc.count, enc.per_token, tail=True
+        )
+        outputs, _ = cut_texts([outs[i] for i in ok], window, enc.count, enc.per_token)
+        ctx_ids = self.scorer.tokenize(prompts)
+        out_ids = self.scorer.tokenize(outputs)
         cond: list[Encoded] = [Encoded([], [])] * n
         uncond: list[Encoded] = [Encoded([], [])] * n
         want_ifd = "ifd" in self.wanted

@@ -19,9 +19,12 @@ def load_onnx_slot(slot: str, options: ScoreOptions, *, kinds: tuple[str, ...]) 
     Batching settings come from the slot's option group (``reward_token_budget`` ...), then the
     ``onnx_*`` options, then the model's defaults.
     """
-    folder = cached_export(slot, resolve(slot, options.models))
+    verify = options.model.verify_models
+    folder = cached_export(slot, resolve(slot, options.models), verify=verify)
     group = getattr(options, slot)
-    model = shared_model(folder, device=options.device, threads=options.threads, **group.runtime(options.onnx))
+    model = shared_model(
+        folder, device=options.device, threads=options.threads, verify=verify, **group.runtime(options.onnx)
+    )
     if model.kind not in kinds:
         msg = (
             f"{folder} holds a {model.kind!r} export, not a {slot} model (expected {' or '.join(map(repr, kinds))}); "
