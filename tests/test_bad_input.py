@@ -68,6 +68,26 @@ def test_invalid_text_in_jsonl_names_file_line_and_column(tmp_path, line, where,
     assert where in err and "Traceback" not in err
 
 
+def test_invalid_text_fails_before_any_model_loads(tmp_path, monkeypatch):
+    # a bad file is refused in seconds, not after minutes of loading the models it would have used
+    def no_models(self):
+        raise AssertionError("models were loaded before the text was checked")
+
+    monkeypatch.setattr(instructfast.Scorer, "start", no_models)
+    p = write(tmp_path, "bad.jsonl", INVALID)
+    with pytest.raises(instructfast.InvalidTextError, match=r"bad\.jsonl:1:34: field `output`"):
+        pipeline.score_file(p, tmp_path / "o.parquet", indicators=["perplexity", "knn_6"])
+    scorer = instructfast.Scorer(
+        pa.schema([("instruction", pa.string()), ("output", pa.string())]), indicators="perplexity"
+    )
+    with pytest.raises(instructfast.InvalidTextError, match=r"^row 0: column `output`"):
+        scorer.score_batch(
+            pa.RecordBatch.from_arrays(
+                [pa.array(["q"]), pa.array([b"x\xff"]).view(pa.string())], ["instruction", "output"]
+            )
+        )
+
+
 @pytest.mark.parametrize("fmt", OUT_FORMATS)
 def test_replace_writes_u_fffd_counts_rows_and_reads_back(tmp_path, fmt, capsys):
     p = write(tmp_path, "bad.jsonl", GOOD, INVALID, SURROGATE, GOOD)
@@ -89,12 +109,15 @@ def test_json_array_and_csv_locate_invalid_text(tmp_path):
     arr = tmp_path / "bad.json"
     arr.write_bytes(b'[\n {"instruction": "q", "output": "ok"},\n {"instruction": "q",\n  "output": "a\\udc00"}\n]\n')
     with pytest.raises(instructfast.InvalidTextError, match=r"bad\.json:4:15: field `output`: a lone surrogate"):
-        pipeline.score_file(arr, tmp_path / "o.parquet")
+        pipeline.score_file(arr, tmp_path / "o.parquet", indicators=["textstats"])
     csv = tmp_path / "bad.csv"
     csv.write_bytes(b'instruction,output\nq,fine\nq,"two\nlines"\nq,x\xffy\n')
     with pytest.raises(instructfast.InvalidTextError, match=r"bad\.csv:5: column `output`: invalid UTF-8 at byte 1"):
-        pipeline.score_file(csv, tmp_path / "o.parquet")
-    res = pipeline.score_file(csv, tmp_path / "o.parquet", options={"on_invalid_utf8": "replace"})
+        pipeline.score_file(csv, tmp_path / "o.parquet", indicators=["textstats"])
+    # (text statistics only: the check runs before any indicator, and models would only add minutes)
+    res = pipeline.score_file(
+        csv, tmp_path / "o.parquet", indicators=["textstats"], options={"on_invalid_utf8": "replace"}
+    )
     assert res.report.notes == {"output": {REPLACED: 1}}
     assert read_back(tmp_path / "o.parquet")[2]["output"] == "x\ufffdy"
 

@@ -313,11 +313,14 @@ class Scorer:
                 "or measure against a reference pool (options={'knn_pool': DIR}, built by `instructfast index build`)"
             )
             raise IndicatorUnavailableError(msg)
-        self.start()
         t0 = time.perf_counter()
         nulls = NullCounter()
-        out = self._score_rows(batch, nulls)
-        seconds = time.perf_counter() - t0
+        batch = self._checked(batch, nulls)  # invalid text fails before any model loads
+        t1 = time.perf_counter()
+        self.start()
+        t2 = time.perf_counter()
+        out = self._compute(batch, nulls)
+        seconds = (t1 - t0) + (time.perf_counter() - t2)  # the call's own work, not the models' loading
         self._merge(nulls, batch.num_rows, seconds)
         with self._lock:
             call = replace(
@@ -332,7 +335,10 @@ class Scorer:
 
     def _score_rows(self, batch: pa.RecordBatch, nulls: NullCounter) -> pa.RecordBatch:
         """Check the text, then every row-scoped indicator and the rule, counting into ``nulls``."""
-        batch = self._checked(batch, nulls)
+        return self._compute(self._checked(batch, nulls), nulls)
+
+    def _compute(self, batch: pa.RecordBatch, nulls: NullCounter) -> pa.RecordBatch:
+        """Every row-scoped indicator and the rule on a checked batch, counting into ``nulls``."""
         out = _append(batch, self._row_columns(batch, nulls))
         if self.rule is not None:
             out = _append(out, {RULE_COLUMN: self._apply_rule(out, nulls)})
@@ -370,9 +376,9 @@ class Scorer:
         checked first (``on_invalid_utf8``); an :class:`~instructfast.InvalidTextError` counts its row
         from ``offset``, and the batch returned holds the repaired text under ``"replace"``.
         """
-        self.start()
         nulls = NullCounter()
         batch = _located_rows(self._checked, batch, nulls, offset)
+        self.start()  # after the text check: invalid text fails before any model loads
         canon = self.resolved.canonical(batch)
         new: dict[str, pa.Array] = {}
         vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
