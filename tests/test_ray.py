@@ -95,6 +95,25 @@ def test_dataset_api_with_pool_and_rule_equals_score(cluster):
         assert got.column(c).to_pylist() == ref.column(c).to_pylist(), c
 
 
+def test_actors_holding_every_cpu_still_run_the_steps_before_them(cluster):
+    # One actor holding both CPUs of the cluster, behind a repartition (a task that needs a CPU):
+    # this waited forever before the dataset API ran the upstream steps first.
+    import threading
+
+    t = _table(12)
+    ds = ray.data.from_arrow(t).repartition(3)
+    got: list = []
+    run = threading.Thread(
+        target=lambda: got.append(_quiet(ifr.score, ds, indicators=["mtld"], workers=1, cpus_per_worker=2).take_all()),
+        daemon=True,
+    )
+    run.start()
+    run.join(timeout=180)
+    assert not run.is_alive(), "scoring behind a repartition with every CPU held by an actor did not finish"
+    ref = instructfast.score(t, indicators=["mtld"])
+    assert [r["mtld"] for r in got[0]] == ref.column("mtld").to_pylist()
+
+
 def test_engine_arguments_are_checked(cluster):
     with pytest.raises(instructfast.ArgumentError, match="`workers` must be a positive integer"):
         ifr.RayEngine(workers=0)

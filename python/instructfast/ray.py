@@ -245,6 +245,11 @@ class RayEngine:
         cpus = self.start().cluster_resources().get("CPU", 1)
         return max(1, int(cpus // self.cpus_per_worker))
 
+    def holds_every_cpu(self) -> bool:
+        """Whether the scoring actors together hold every CPU of the cluster."""
+        cpus = self.start().cluster_resources().get("CPU", 0)
+        return self.pool_size() * self.cpus_per_worker >= cpus
+
     def map_rows(self, ds: Any, scorer: Scorer, *, batch_rows: int, finish: bool) -> Any:
         """``ds`` through an actor pool of :class:`ScorerActor` built like ``scorer``."""
         ray = self.start()
@@ -370,6 +375,12 @@ def score(
         device=device,
         options=options,
     )
+    if engine.holds_every_cpu():
+        # Ray Data starts a fixed actor pool before the operators above it: with every CPU held by
+        # a scoring actor, an upstream task that asks for one (a read, a repartition, a map) never
+        # runs and the job waits forever (seen with one 2-CPU actor on a 2-CPU machine). Running
+        # the upstream part first costs its output in the object store, which spills to disk.
+        ds = ds.materialize()
     schema = ds.schema()
     arrow_schema = schema.base_schema if hasattr(schema, "base_schema") else schema
     template = Scorer(arrow_schema, indicators=indicators, rule=rule, columns=columns, options=opts)
