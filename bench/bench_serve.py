@@ -340,7 +340,7 @@ def write(args: argparse.Namespace, closed: dict[str, list[dict]], off: dict, pe
     lines = [
         "# instructfast serve under load (loopback): dynamic batching vs one request at a time",
         "",
-        f"`flock /tmp/instructfast-bench.lock .venv/bin/python {cmd}`",
+        f"`.venv/bin/python {cmd}`",
         "",
         f"Indicators `{args.indicators}` (SmolLM2-135M perplexity, knn_6 against a MiniLM pool of {args.pool} records); "
         f"Alpaca records of <= {args.max_chars} characters; closed-loop runs issue requests for {args.duration:g} s "
