@@ -10,8 +10,8 @@ FileFormat = Literal["json", "jsonl", "parquet", "arrow", "arrows", "csv"]
 Overflow = Literal["null", "truncate"]
 """Text beyond a model's window: null with a counted reason, or score its first tokens."""
 
-LMDtype = Literal["float32", "bfloat16", "float16"]
-"""Weights' dtype of the causal LM."""
+Precision = Literal["fp32", "bf16", "fp16", "int8", "auto"]
+"""Numeric precision of a model slot (see :mod:`instructfast.models.precision`)."""
 
 KnnBackend = Literal["auto", "faiss", "torch"]
 """kNN search engine: faiss on the CPU, blocked torch matmul (CUDA), or auto."""

@@ -12,6 +12,7 @@ Per-row problems are never exceptions: they become nulls with a counted reason.
     ├── ArgumentError (ValueError)           a parameter has a bad value
     │   ├── ArgumentTypeError (TypeError)    ... or the wrong type
     │   └── OptionError                      an unknown or invalid ``options=`` key
+    │       └── PrecisionError               a precision this machine or runtime cannot run
     ├── SchemaError (ValueError)             a column is missing or of the wrong type
     ├── InputFormatError (ValueError)        a file cannot be read (file, line, field)
     ├── RuleError (ValueError)               a rule is malformed or its inputs are missing
@@ -99,6 +100,10 @@ class ExportVerificationError(ExportError):
     """ONNX Runtime's outputs on the exported graph differ from torch's beyond the tolerance."""
 
 
+class PrecisionError(OptionError):
+    """A precision this machine or this model's runtime cannot run (``precision='auto'`` falls back instead)."""
+
+
 class OutputExistsError(InstructfastError, FileExistsError):
     """An output already exists and would be replaced; pass ``overwrite=True`` (``--overwrite``) to replace it."""
 
@@ -145,6 +150,7 @@ __all__ = [
     "NullValuesWarning",
     "OptionError",
     "OutputExistsError",
+    "PrecisionError",
     "ResumeError",
     "RuleError",
     "SchemaError",
