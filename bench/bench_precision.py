@@ -339,7 +339,9 @@ def main(argv=None) -> int:
         *[(c, "int8 (tiny random model)", compare(tiny["fp32"][c], tiny["int8"][c])) for c in tiny["fp32"]],
     ]
     md.append("## Fidelity per indicator\n")
-    md.append("| indicator | precision | rows | Spearman | Kendall | abs err median | abs err max | rel err median | rel err max |")
+    md.append(
+        "| indicator | precision | rows | Spearman | Kendall | abs err median | abs err max | rel err median | rel err max |"
+    )
     md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for ind, prec, m in fidelity:
         md.append(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import typing
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ._native import IMPL_REASON
+from ._typing import Precision
 from ._version import __version__
 from .errors import InstructfastError, InstructfastWarning, SchemaError
 from .io import FORMATS
@@ -54,7 +56,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     many = is_many(args.input)
     opts = _parse_options(args.option)
-    for key, value in (("knn_scope", args.knn_scope), ("knn_embedding_dtype", args.embedding_dtype)):
+    for key, value in (
+        ("knn_scope", args.knn_scope),
+        ("knn_embedding_dtype", args.embedding_dtype),
+        ("precision", args.precision),
+    ):
         if value is not None:
             opts[key] = value
     common = {
@@ -386,6 +392,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-rows", type=int, default=65_536)
     s.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
     s.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
+    s.add_argument(
+        "--precision",
+        choices=typing.get_args(Precision),
+        default=None,
+        help="numeric precision of the model slots that have it: bf16/fp16 the torch LM, int8 the ONNX models, "
+        "auto the fastest this machine runs (else fp32, with a note); per slot: --option lm_precision=... "
+        "(default fp32; the LM on CUDA bf16)",
+    )
     s.add_argument(
         "--option",
         action="append",

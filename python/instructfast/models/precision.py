@@ -155,7 +155,9 @@ def resolve_onnx(slot: str, want: str | None, *, on_gpu: bool) -> Resolved:
     if on_gpu:
         problem = "the model runs on ONNX Runtime's CUDA provider, which has no kernels for int8 dynamic quantisation"
     elif not isa:
-        problem = f"this CPU ({_cpu_name()}) has no VNNI/AMX dot products (ORT's u8s8 int8 kernels can saturate without them)"
+        problem = (
+            f"this CPU ({_cpu_name()}) has no VNNI/AMX dot products (ORT's u8s8 int8 kernels can saturate without them)"
+        )
     else:
         return Resolved(slot, "int8", f"{'auto' if want == 'auto' else 'asked'}: {isa}")
     if want == "auto":

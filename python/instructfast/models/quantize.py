@@ -23,19 +23,17 @@ its cache key covers all of these, so a new recipe, runtime or source makes a ne
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError
 from .onnx_runtime import MANIFEST, read_manifest
-from .registry import cache_dir, sha256_file
+from .registry import build_once, cache_dir, sha256_file
 
 RECIPE_VERSION = "1"
 OP_TYPES = ("MatMul", "Gemm", "Attention")
@@ -78,52 +76,36 @@ def quantized_folder(folder: str | os.PathLike, *, cache: Path | None = None) ->
         msg = "int8 needs onnxruntime.quantization, which needs the `onnx` package: pip install onnx"
         raise MissingDependencyError(msg) from e
     root = cache or (cache_dir() / "onnx")
-    dest = root / f"{src.name}-int8-{quantized_key(src)}"
-    if (dest / MANIFEST).exists():
-        return dest
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if (dest / MANIFEST).exists():
-                return dest
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=root))
-            try:
-                for f in src.iterdir():
-                    if f.is_file() and f.name != MANIFEST and not f.name.startswith("model.onnx"):
-                        shutil.copy2(f, tmp / f.name)
-                external = (src / "model.onnx.data").exists()
-                with _quiet():
-                    quantize_dynamic(
-                        str(src / "model.onnx"),
-                        str(tmp / "model.onnx"),
-                        weight_type=QuantType.QInt8,
-                        per_channel=True,
-                        reduce_range=False,  # VNNI's u8 x s8 products do not saturate (resolve_onnx checks for it)
-                        op_types_to_quantize=list(OP_TYPES),
-                        use_external_data_format=external,
-                        extra_options={"MatMulConstBOnly": True},
-                    )
-                out = dict(manifest)
-                out["precision"] = "int8"
-                out["quantization"] = {
-                    **RECIPE,
-                    "from": str(src.resolve()),
-                    "from_sha256": manifest.get("files", {}).get("model.onnx"),
-                    "onnxruntime": _runtime_version(),
-                    "recipe_version": RECIPE_VERSION,
-                }
-                out.pop("verification", None)  # the fp32 export's check against torch does not hold for int8
-                out["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-                (tmp / MANIFEST).write_text(json.dumps(out, indent=2) + "\n")
-                if dest.exists():
-                    shutil.rmtree(dest)
-                os.replace(tmp, dest)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return dest
+
+    def build(tmp: Path) -> None:
+        for f in src.iterdir():
+            if f.is_file() and f.name != MANIFEST and not f.name.startswith("model.onnx"):
+                shutil.copy2(f, tmp / f.name)
+        with _quiet():
+            quantize_dynamic(
+                str(src / "model.onnx"),
+                str(tmp / "model.onnx"),
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                reduce_range=False,  # VNNI's u8 x s8 products do not saturate (resolve_onnx checks for it)
+                op_types_to_quantize=list(OP_TYPES),
+                use_external_data_format=(src / "model.onnx.data").exists(),
+                extra_options={"MatMulConstBOnly": True},
+            )
+        out = dict(manifest)
+        out["precision"] = "int8"
+        out["quantization"] = {
+            **RECIPE,
+            "from": str(src.resolve()),
+            "from_sha256": manifest.get("files", {}).get("model.onnx"),
+            "onnxruntime": _runtime_version(),
+            "recipe_version": RECIPE_VERSION,
+        }
+        out.pop("verification", None)  # the fp32 export's check against torch does not hold for int8
+        out["files"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / MANIFEST).write_text(json.dumps(out, indent=2) + "\n")
+
+    return build_once(root / f"{src.name}-int8-{quantized_key(src)}", build, done=MANIFEST)
 
 
 @contextlib.contextmanager
