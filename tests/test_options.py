@@ -106,7 +106,9 @@ def test_optional_values_accept_none_and_auto():
 
 def test_lm_dtype_is_a_deprecated_spelling_of_lm_precision():
     for old, new in (("float32", "fp32"), ("BFloat16", "bf16"), ("float16", "fp16"), ("none", None)):
-        with pytest.warns(instructfast.InstructfastDeprecationWarning, match="`lm_dtype` is deprecated: use `lm_precision`"):
+        with pytest.warns(
+            instructfast.InstructfastDeprecationWarning, match="`lm_dtype` is deprecated: use `lm_precision`"
+        ):
             o = ScoreOptions.build(options={"lm_dtype": old})
         assert o.lm.precision == new
     with pytest.warns(instructfast.InstructfastDeprecationWarning), pytest.raises(instructfast.OptionError):
