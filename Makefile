@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 SAMPLE := python/instructfast/data/alpaca_gpt4_sample.jsonl
 NATIVE := pyproject.toml CMakeLists.txt $(wildcard csrc/*.cpp csrc/*.hpp tools/*.py)
 
-.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run browser
+.PHONY: demo test test-quick lint bench install install-test clean gpu-check gpu-dry-run browser fuzz fuzz-build fuzz-tools
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,47 @@ lint: $(VENV)/.lint
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+
+# Fuzzing (tests/fuzz/, README "Fuzzing"): the native core built by clang with
+# -fsanitize=address,undefined,fuzzer-no-link into its own build folder and virtual environment, apart
+# from the test ones; atheris built from source against the same clang and Debian's compiler-rt
+# (apt-get install clang-14 libclang-rt-14-dev), so its asan_with_fuzzer.so is the runtime the
+# extension is instrumented for (UBSan's vptr and function checks are off: they need the C++ part of the UBSan runtime, which that .so lacks).
+# HOME for the atheris build holds a distutils config that compiles on every core.
+# Each harness runs FUZZ_SECONDS, side by side; a crash fails the target.
+FUZZ_SECONDS ?= 60
+FUZZ_VENV    := .venv-fuzz
+FUZZ_PY      := $(FUZZ_VENV)/bin/python
+CLANG        ?= clang-14
+CLANGXX      ?= clang++-14
+FUZZ_FLAGS   := -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize=vptr,function -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+
+# A fresh machine (CI) has neither clang nor its compiler-rt: Debian's packages, from apt (as root, or
+# through sudo), as `browser` does for Chromium.
+fuzz-tools:
+	@command -v $(CLANG) >/dev/null && ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a >/dev/null 2>&1 || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends clang-14 libclang-rt-14-dev)
+
+$(FUZZ_VENV)/.atheris: | fuzz-tools
+	$(PYTHON) -m venv $(FUZZ_VENV)
+	$(FUZZ_PY) -m pip install -q --upgrade pip
+	$(FUZZ_PY) -m pip install -q numpy pyarrow tqdm threadpoolctl scikit-build-core pybind11
+	mkdir -p build-fuzz/home
+	printf '[build_ext]\nparallel = %s\n' "$$(nproc)" > build-fuzz/home/.pydistutils.cfg
+	HOME=$(CURDIR)/build-fuzz/home CC=$(CLANG) CXX=$(CLANGXX) CLANG_BIN=$$(command -v $(CLANG)) \
+		$(FUZZ_PY) -m pip install -q --no-binary atheris atheris
+	touch $@
+
+$(FUZZ_VENV)/.core: $(NATIVE) $(FUZZ_VENV)/.atheris
+	CC=$(CLANG) CXX=$(CLANGXX) $(FUZZ_PY) -m pip install -q --no-build-isolation --no-deps -e . \
+		-C build-dir=build-fuzz/{wheel_tag} -C cmake.build-type=RelWithDebInfo \
+		-C cmake.define.CMAKE_CXX_COMPILER=$(CLANGXX) -C "cmake.define.CMAKE_CXX_FLAGS=$(FUZZ_FLAGS)"
+	touch $@
+
+fuzz-build: fuzz-tools $(FUZZ_VENV)/.core
+
+fuzz: $(FUZZ_VENV)/.core
+	FUZZ_SECONDS=$(FUZZ_SECONDS) PYTHON=$(FUZZ_PY) bash tools/fuzz.sh
 
 bench: $(VENV)/.test
 	$(PY) bench/bench_textstats.py

@@ -17,9 +17,10 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,52 @@ def proc_status_mib(field: str) -> float:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def pid_memory_mib(pid: int, fields: Sequence[str] = ("VmHWM",)) -> dict[str, float]:
+    """Memory lines of another live process's /proc status in MiB (empty once it has exited)."""
+    out: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0]
+                if key in fields:
+                    out[key] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def pid_peak_rss_mib(pid: int) -> float:
+    """Peak RSS (``VmHWM``) of another live process in MiB; NaN once it has exited."""
+    return pid_memory_mib(pid).get("VmHWM", float("nan"))
+
+
+def run_measured(cmd: Sequence[str], *, poll: float = 0.05, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd`` as its own process: wall seconds, peak RSS (``VmHWM`` polled every ``poll`` s, as
+    ``/usr/bin/time -v`` reports it), load averages before and after, its stdout and stderr.
+    Output goes to temporary files, not pipes, so a chatty command cannot block on a full pipe.
+    Exits with the command's tail when it fails."""
+    load = os.getloadavg()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, text=True, env=None if env is None else dict(env))
+        peak = 0.0
+        at_peak: dict[str, float] = {}  # what the largest sampled RSS was made of: anonymous vs file pages
+        while proc.poll() is None:
+            mem = pid_memory_mib(proc.pid, ("VmHWM", "VmRSS", "RssAnon", "RssFile"))
+            peak = max(peak, mem.get("VmHWM", 0.0))
+            if mem.get("VmRSS", 0.0) > at_peak.get("VmRSS", 0.0):
+                at_peak = mem
+            time.sleep(poll)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-4000:]}")
+    return {"seconds": wall, "peak_rss_mib": peak, "load_before": load, "load_after": os.getloadavg(),
+            "stdout": stdout, "stderr": stderr, "at_peak_mib": at_peak}  # fmt: skip
 
 
 def busy_cpus(interval: float = 1.0) -> float:

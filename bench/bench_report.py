@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -80,40 +79,17 @@ def positions(rows: int) -> Path:
     return path
 
 
-def _vm_hwm_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def run_once(scored: Path, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "report.html"
         cmd = [sys.executable, "-m", "instructfast", "report", str(scored), "-o", str(out), *extra]
-        load1 = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        peak = 0.0
-        while proc.poll() is None:
-            hwm = _vm_hwm_mib(proc.pid)
-            if hwm == hwm:  # not NaN (the process may have just exited)
-                peak = max(peak, hwm)
-            time.sleep(0.02)
-        wall = time.perf_counter() - t0
-        stdout, stderr = proc.communicate()
-        if proc.returncode:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr}")
+        res = _common.run_measured(cmd, poll=0.02)
         return {
-            "seconds": wall,
-            "peak_rss_mib": peak,
+            "seconds": res["seconds"],
+            "peak_rss_mib": res["peak_rss_mib"],
             "html_mib": out.stat().st_size / 2**20,
-            "load1_before": load1,
-            "said": stdout.strip().splitlines()[0],
+            "load1_before": res["load_before"][0],
+            "said": res["stdout"].strip().splitlines()[0],
         }
 
 

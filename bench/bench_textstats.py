@@ -14,6 +14,15 @@ Each provider runs in its own subprocess (as RapidFuzz's bench/benchmark.py), so
 memory and GIL state do not leak between them; timings are per pass over the rows, gc off.
 Results are upserted into ``<out>/textstats.csv`` (long format, see _common.py) and summarised in
 ``<out>/textstats.md``.
+
+The cost of UTF-8 validation in the scan (issue 14: at most 2% of tokens/s)::
+
+    python bench/bench_textstats.py --utf8-cost e462f49 [--rows 1000000] [--repeats 5]
+
+builds the core twice with the same compiler command (``c++ -O3 -flto``, no CMake), from the sources
+at that commit (before) and from this checkout (after), loads both into one process and times them
+interleaved on the same rows, one thread, median of ``--repeats`` passes each; results go to
+``<out>/textstats.csv`` (provider ``core@<ref>`` / ``core@worktree``) and ``<out>/utf8_cost.md``.
 """
 
 from __future__ import annotations
@@ -348,6 +357,145 @@ def _fmt(v: float, digits: int = 3) -> str:
     return f"{v:,.{digits - 1}f}"
 
 
+# ============================================================================ UTF-8 validation cost
+
+_CORE_FLAGS = ["-O3", "-DNDEBUG", "-std=c++17", "-fPIC", "-shared", "-fvisibility=hidden", "-flto"]
+
+
+def build_core(ref: str | None, dest: Path) -> Path:
+    """The native core of git ``ref`` (None: this checkout) compiled by one fixed command into ``dest``."""
+    import sysconfig
+    import tarfile
+
+    so = dest / f"_core{sysconfig.get_config_var('EXT_SUFFIX')}"
+    if so.is_file() and ref is not None:
+        return so
+    src = dest / "src"
+    if ref is None:
+        src = _common.REPO_ROOT
+    else:
+        src.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(_common.REPO_ROOT), "archive", ref, "csrc", "tools"], capture_output=True, check=True
+        ).stdout
+        import io
+
+        tarfile.open(fileobj=io.BytesIO(archive)).extractall(src, filter="data")
+    gen = dest / "generated"
+    gen.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, str(src / "tools" / "gen_unicode_tables.py"), str(gen / "unicode_tables.inc")], check=True
+    )
+    try:
+        includes = subprocess.run(
+            [sys.executable, "-m", "pybind11", "--includes"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    except subprocess.CalledProcessError as e:
+        raise SystemExit("--utf8-cost needs pybind11's headers: pip install pybind11") from e
+    sources = sorted(str(f) for f in (src / "csrc").glob("*.cpp"))
+    cmd = ["c++", *_CORE_FLAGS, *includes, f"-I{src / 'csrc'}", f"-I{gen}", *sources, "-o", str(so), "-lpthread"]
+    subprocess.run(cmd, check=True)
+    return so
+
+
+def _load_core(path: Path, name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_core", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _utf8_cost_worker(before: str, after: str, parquet: str, n: int, repeats: int) -> dict:
+    """Interleaved passes of both cores over the same contiguous Arrow array (one thread)."""
+    import pyarrow.parquet as pq
+
+    arr = pq.read_table(parquet, columns=["output"]).slice(0, n).column("output").combine_chunks()
+    capsules = arr.__arrow_c_array__()
+    cores = {"before": _load_core(Path(before), "before"), "after": _load_core(Path(after), "after")}
+    words = {k: int(c.text_stats(*capsules, threshold=THRESHOLD, threads=1)["words"].sum()) for k, c in cores.items()}
+    if words["before"] != words["after"]:
+        raise RuntimeError(f"the two cores count different words: {words}")
+    times: dict[str, list[float]] = {"before": [], "after": []}
+    gc.disable()
+    for k in range(repeats):
+        for name in ("before", "after") if k % 2 == 0 else ("after", "before"):  # alternate who goes first
+            t0 = time.perf_counter()
+            cores[name].text_stats(*capsules, threshold=THRESHOLD, threads=1)
+            times[name].append(time.perf_counter() - t0)
+    gc.enable()
+    return {"times": times, "words": words["after"], "bytes": int(arr.buffers()[2].size)}
+
+
+def utf8_cost(ref: str, rows: int, repeats: int, seed: int, data: Path | None, out: Path, quiet_wait: float) -> int:
+    machine = _common.machine_info()
+    machine["load_start"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    workload, desc = build_workload(rows, seed, data)
+    dest = _common.CACHE_DIR / "cores"
+    before = build_core(ref, dest / f"ref-{ref}")
+    after = build_core(None, dest / "worktree")
+    if quiet_wait > 0:
+        wait_quiet(quiet_wait)
+    cmd = [sys.executable, __file__, "--utf8-cost-worker", str(before), str(after), "--parquet", str(workload)]
+    cmd += ["--worker-rows", str(rows), "--repeats", str(repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-4000:])
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    machine["load_end"] = " / ".join(f"{v:.2f}" for v in os.getloadavg())
+    med = {k: float(np.median(v)) for k, v in res["times"].items()}
+    tps = {k: res["words"] / v for k, v in med.items()}
+    cost = 1 - tps["after"] / tps["before"]
+    cfg = {
+        "workload_rows": rows,
+        "seed": seed,
+        "threads": 1,
+        "repeats": repeats,
+        "flags": " ".join(_CORE_FLAGS),
+        "ref": ref,
+    }
+    csv_rows = []
+    for name, label in (("before", f"core@{ref}"), ("after", "core@worktree")):
+        tok = [res["words"] / t for t in res["times"][name]]
+        base = {"indicator": INDICATOR, "provider": label, "mode": "threads=1", "x": rows, "config_json": cfg}
+        csv_rows.append(
+            {
+                **base,
+                "metric": "tokens_per_s",
+                "unit": "tokens/s",
+                "p50": _q(tok, 50),
+                "p20": _q(tok, 20),
+                "p80": _q(tok, 80),
+            }
+        )
+    csv_rows.append(
+        {"indicator": INDICATOR, "provider": "core@worktree", "mode": "threads=1", "x": rows, "config_json": cfg,
+         "metric": "utf8_validation_cost", "unit": "fraction of tokens/s", "p50": cost}
+    )  # fmt: skip
+    _common.append_results(out / "textstats.csv", csv_rows)
+    lines = [
+        "# UTF-8 validation in the text core: cost\n",
+        f"Generated by `python bench/bench_textstats.py --utf8-cost {ref} --rows {rows} --repeats {repeats}`.\n",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; load average {machine['load_start']} at start, "
+        f"{machine['load_end']} at end (other engineers' work shares these cores).\n",
+        f"Workload: the first {rows:,} rows of the MTLD workload ({desc['source']}): {res['words']:,} tokens, "
+        f"{res['bytes'] / 2**20:,.1f} MiB of output text, one contiguous Arrow array, one thread.\n",
+        f"Both cores built by the same command (`c++ {' '.join(_CORE_FLAGS)}`), loaded into one process, "
+        f"timed interleaved (who goes first alternates), {repeats} passes each.\n",
+        "| core | median s/pass | median tokens/s | passes (s) |",
+        "|---|---:|---:|---|",
+    ]
+    for name, label in (("before", f"`{ref}` (no validation)"), ("after", "this checkout (validates while it scans)")):
+        passes = ", ".join(f"{t:.3f}" for t in res["times"][name])
+        lines.append(f"| {label} | {med[name]:.3f} | {_fmt(tps[name])} | {passes} |")
+    lines.append(f"\nCost: **{cost * 100:.2f}%** of tokens/s (target: at most 2%).\n")
+    (out / "utf8_cost.md").write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=1_000_000, help="workload rows (default 1,000,000)")
@@ -378,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=_common.RESULTS_DIR)
     ap.add_argument("--skip-peers", action="store_true", help="time instructfast only")
     ap.add_argument("--skip-stream", action="store_true", help="skip the streaming-memory runs")
+    ap.add_argument("--utf8-cost", metavar="REF", help="time the core of git REF against this checkout's (see above)")
+    ap.add_argument("--utf8-cost-worker", nargs=2, help=argparse.SUPPRESS)
     # internal: one provider in a subprocess
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--parquet", help=argparse.SUPPRESS)
@@ -389,6 +539,12 @@ def main(argv: list[str] | None = None) -> int:
         res = _worker(args.worker, args.parquet, args.worker_rows, args.repeats, args.worker_threads)
         print(json.dumps(res))
         return 0
+    if args.utf8_cost_worker:
+        before, after = args.utf8_cost_worker
+        print(json.dumps(_utf8_cost_worker(before, after, args.parquet, args.worker_rows, args.repeats)))
+        return 0
+    if args.utf8_cost:
+        return utf8_cost(args.utf8_cost, args.rows, args.repeats, args.seed, args.data, args.out, args.quiet_wait)
 
     t_start = time.perf_counter()
     command = "python bench/bench_textstats.py" + (

@@ -1,10 +1,20 @@
 // Zero-copy read access to an Arrow string array exported through the Arrow C Data
 // Interface (https://arrow.apache.org/docs/format/CDataInterface.html), without
 // depending on Arrow C++. Supports utf8 ("u"), large_utf8 ("U") and utf8_view ("vu").
+//
+// The producer is not trusted: pyarrow validates the arrays it builds, but data arriving
+// through the C data interface from other producers is not re-validated by anyone. The
+// constructor checks everything the interface makes checkable before a byte is read
+// (buffer counts and pointers, non-negative monotonic offsets, view lengths, buffer
+// indices and view ranges against the variadic buffer sizes) and throws ArrowDataError
+// otherwise. What the interface does not carry cannot be checked: the sizes of the
+// validity, offsets and utf8 data buffers are implied by the offsets themselves.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 
 extern "C" {
@@ -40,10 +50,17 @@ struct ArrowArray {
 
 namespace instructfast {
 
+// A malformed or unsupported Arrow array (the bindings raise instructfast.ArrowDataError,
+// which is also a ValueError).
+class ArrowDataError : public std::invalid_argument {
+ public:
+  explicit ArrowDataError(const std::string& message) : std::invalid_argument(message) {}
+};
+
 class ArrowStringArray {
  public:
   // Borrows schema and array (the caller keeps them alive and releases them).
-  // Throws std::invalid_argument for released structs or unsupported formats.
+  // Throws ArrowDataError for released structs, unsupported formats and malformed layouts.
   ArrowStringArray(const ArrowSchema* schema, const ArrowArray* array);
 
   int64_t size() const { return length_; }
@@ -73,18 +90,20 @@ class ArrowStringArray {
 
   std::string_view view_value(int64_t j) const {
     // 16-byte view: int32 length, then either the bytes inline (<= 12) or
-    // a 4-byte prefix, int32 buffer index and int32 offset into that buffer.
+    // a 4-byte prefix, int32 buffer index and int32 offset into that buffer
+    // (all checked by the constructor).
     const uint8_t* v = views_ + 16 * j;
     int32_t len, buffer, offset;
     std::memcpy(&len, v, 4);
     if (len <= 12) return {reinterpret_cast<const char*>(v + 4), size_t(len)};
     std::memcpy(&buffer, v + 8, 4);
     std::memcpy(&offset, v + 12, 4);
-    if (buffer < 0 || buffer >= n_variadic_) throw_bad_view(j, buffer);
     return {static_cast<const char*>(variadic_[buffer]) + offset, size_t(len)};
   }
 
-  [[noreturn]] void throw_bad_view(int64_t j, int32_t buffer) const;
+  void validate_offsets32() const;
+  void validate_offsets64() const;
+  void validate_views() const;
 
   Kind kind_;
   int64_t length_ = 0;
@@ -95,6 +114,7 @@ class ArrowStringArray {
   const char* data_ = nullptr;
   const uint8_t* views_ = nullptr;
   const void* const* variadic_ = nullptr;
+  const int64_t* variadic_sizes_ = nullptr;
   int64_t n_variadic_ = 0;
 };
 

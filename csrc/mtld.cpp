@@ -215,11 +215,12 @@ void MtldWorkspace::tokenize(std::string_view text) {
   const auto* s = reinterpret_cast<const uint8_t*>(text.data());
   const size_t n = text.size();
   const size_t need = n * size_t(unicode::tables::kMaxLowerUtf8Growth) + kSlack;
-  if (lowered_.size() < need) lowered_.resize(need);
+  lowered_.ensure(need);
   // Tokens are separated, so there are at most (n + 1) / 2 of them: size ids_ once,
   // then store by index without capacity checks.
   const size_t max_tokens = (n + 1) / 2;
-  if (ids_.size() < max_tokens) ids_.resize(max_tokens);
+  ids_.ensure(max_tokens);
+  first_invalid_ = -1;
   n_words_ = 0;
   n_unique_ = 0;
   spans_.clear();
@@ -271,6 +272,7 @@ void MtldWorkspace::tokenize(std::string_view text) {
       }
       const size_t start = i;
       const char32_t cp = unicode::decode(s, n, i);
+      if (cp == unicode::kInvalid && first_invalid_ < 0) first_invalid_ = int64_t(start);
       const uint16_t p = unicode::props(cp);
       if (p & unicode::kSpace) {
         finish_token(begin, w, dirty);
@@ -419,7 +421,11 @@ struct Direction {
 double MtldWorkspace::mtld(double threshold) {
   const size_t n = n_words_;
   if (n == 0) return std::numeric_limits<double>::quiet_NaN();
-  prepare_limits(threshold, n);
+  // A segment holds at most n_unique_ types, so it closes by the first count c with
+  // n_unique_ / c <= threshold: the table never needs more counts than that (plus a margin for
+  // rounding). Sized by n it was 4 bytes a word, 1.7x a 256 MiB text while its vector grew.
+  const double longest = std::ceil(double(n_unique_) / threshold) + 2.0;
+  prepare_limits(threshold, longest < double(n) ? size_t(longest) : n);
   // Stamps grow by at most n + 1 per text; restart them before they could wrap.
   for (int d = 0; d < 2; ++d) {
     if (seen_[d].size() < n_unique_) seen_[d].resize(n_unique_, 0u);

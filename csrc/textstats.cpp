@@ -31,6 +31,7 @@ void stats_for_row(const ArrowStringArray& rows, int64_t i, const TextStatsColum
     out.mtld[i] = kNaN;
     out.chars[i] = 0;
     out.bytes[i] = 0;
+    out.utf8_error[i] = -1;
     return;
   }
   const std::string_view text = rows.value(i);
@@ -42,6 +43,7 @@ void stats_for_row(const ArrowStringArray& rows, int64_t i, const TextStatsColum
   out.mtld[i] = with_mtld ? ws.mtld(threshold) : kNaN;
   out.chars[i] = int64_t(unicode::count_code_points(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   out.bytes[i] = int64_t(text.size());
+  out.utf8_error[i] = ws.first_invalid();
 }
 
 }  // namespace

@@ -17,10 +17,13 @@ struct TextStatsColumns {
   double* mtld;           // NaN when words == 0 or MTLD was not requested
   int64_t* chars;         // code points of the original text
   int64_t* bytes;         // UTF-8 bytes
+  int64_t* utf8_error;    // byte offset of the first invalid UTF-8 sequence, -1 for valid text and nulls
 };
 
 // threads <= 0 uses std::thread::hardware_concurrency(). Throws std::invalid_argument
-// for a threshold outside (0, 1) or a malformed array.
+// for a threshold outside (0, 1). Invalid UTF-8 is not an error here: it is found while
+// tokenizing and reported per row in utf8_error (the values of such a row describe the
+// bytes as they are: an invalid byte counts as one character of a word); callers decide.
 void compute_text_stats(const ArrowStringArray& rows, const TextStatsColumns& out, double threshold,
                         bool with_mtld, int threads);
 

@@ -119,7 +119,7 @@ def test_missing_column_and_non_string_column_from_files(tmp_path, capsys):
 def test_json_array_type_conflict_names_record(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text(json.dumps([{"instruction": "a", "output": "b"}, {"instruction": "a", "output": ["x"]}]))
-    with pytest.raises(InputFormatError, match=r"record 1: field `output` is list"):
+    with pytest.raises(InputFormatError, match=r"bad\.json:1: record 1: field `output` must be a string, got list"):
         instructfast.read_table(p)
 
 
@@ -211,3 +211,19 @@ def test_option_parsing():
     assert _parse_options(["a=1", "b=x", "c=0.5", "d=k=v"]) == {"a": "1", "b": "x", "c": "0.5", "d": "k=v"}
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         _parse_options(["nokey"])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-i", "knn_6"], "knn_pool"),
+        (["-i", "mtdl"], "did you mean 'mtld'"),
+        (["--option", "serve_max_wait_ms=-1"], "serve_max_wait_ms"),
+        (["--max-batch-rows", "0"], "serve_max_batch_rows"),
+    ],
+)
+def test_serve_checks_its_settings_before_listening(args, words, capsys):
+    # a bad setting ends the command at once (no port is opened, no model loads)
+    assert main(["serve", "--port", "0", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("instructfast: error:") and words in err

@@ -5,14 +5,17 @@ from __future__ import annotations
 import doctest
 import importlib
 import pkgutil
+from pathlib import Path
 
 import pytest
 
 import instructfast
 
+# The package's own folder: an editable install's __path__ also holds the checkout's root (it maps
+# the kernels/ folder in), where walk_packages would find tests/ and bench/ as "instructfast.tests".
 MODULES = sorted(
     m.name
-    for m in pkgutil.walk_packages(instructfast.__path__, "instructfast.")
+    for m in pkgutil.walk_packages([str(Path(instructfast.__file__).parent)], "instructfast.")
     if not m.name.startswith("instructfast.kernels") and m.name != "instructfast.__main__"
 )
 

@@ -29,16 +29,21 @@ TREE = [
     (errors.PrecisionError, (ValueError,)),
     (errors.SchemaError, (ValueError,)),
     (errors.InputFormatError, (ValueError,)),
+    (errors.RecordError, (ValueError,)),
+    (errors.InvalidTextError, (ValueError, UnicodeError)),
+    (errors.ArrowDataError, (ValueError,)),
     (errors.RuleError, (ValueError,)),
     (errors.IndicatorUnavailableError, (RuntimeError,)),
     (errors.MissingDependencyError, (ImportError,)),
     (errors.ModelNotFoundError, (LookupError,)),
     (errors.ModelError, (ValueError,)),
     (errors.ModelFileError, (ValueError, FileNotFoundError)),
+    (errors.ModelIntegrityError, (ValueError,)),
     (errors.ExportError, (ValueError, RuntimeError)),
     (errors.ExportVerificationError, (RuntimeError,)),
     (errors.OutputExistsError, (FileExistsError,)),
     (errors.ResumeError, (RuntimeError,)),
+    (errors.Overloaded, (RuntimeError,)),
 ]
 
 
@@ -111,6 +116,13 @@ def _bad_calls(tmp_path):
         # Scorer
         ("Scorer schema", lambda: instructfast.Scorer(TABLE), "schema"),
         ("Scorer options", lambda: instructfast.Scorer(TABLE.schema, options={"a": 1}), "options"),
+        # BatchingScorer (each bad value fails before any model loads or thread starts)
+        ("BatchingScorer indicators", lambda: instructfast.BatchingScorer(indicators=["mtdl"]), "indicators"),
+        ("BatchingScorer knn without pool", lambda: instructfast.BatchingScorer(indicators=["knn_6"]), "knn_pool"),
+        ("BatchingScorer max_wait_ms", lambda: instructfast.BatchingScorer(max_wait_ms=-1), "serve_max_wait_ms"),
+        ("BatchingScorer on_full", lambda: instructfast.BatchingScorer(on_full="drop"), "serve_on_full"),
+        ("BatchingScorer max_batch_rows", lambda: instructfast.BatchingScorer(max_batch_rows=0), "max_batch_rows"),
+        ("BatchingScorer options", lambda: instructfast.BatchingScorer(options={"serve_wait": 1}), "serve_wait"),
         # score_file
         ("score_file input", lambda: instructfast.score_file(tmp_path / "nope.jsonl", tmp_path / "o.parquet"), "nope"),
         (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -42,3 +45,15 @@ def test_projection_and_take_agree_with_the_whole_table(tmp_path, rng, fmt):
         src.take([1], ["nope"])
     with pytest.raises(instructfast.ArgumentError, match="row positions"):
         src.take([n + 5])
+
+
+def test_outputs_get_the_permissions_of_any_new_file(tmp_path):
+    # atomic writes go through mkstemp (0o600): the file put in place must carry the umask's mode
+    old = os.umask(0o027)
+    try:
+        instructfast.write_table(pa.table({"a": [1]}), tmp_path / "a.parquet")
+        (tmp_path / "ref").touch()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.parquet").stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "ref").stat().st_mode) == 0o640

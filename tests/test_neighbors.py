@@ -78,15 +78,18 @@ def test_torch_equals_faiss(rng, rerank_on_device):
         np.testing.assert_allclose(a[k], d[:, k - 1], rtol=0, atol=1e-14)  # same rows; float64 sums may round apart
 
 
-def test_approximate_search_reports_measured_recall(rng):
+@pytest.mark.parametrize(("storage", "code_bytes"), [("sq8", 1), ("flat", 4)])
+def test_approximate_search_reports_measured_recall(rng, storage, code_bytes):
     centers = rng.normal(size=(30, 32))
     x = as_unit_vectors(centers[rng.integers(0, 30, 3000)] + 0.6 * rng.normal(size=(3000, 32)))
     index = NeighborIndex(
-        x, exact_max=1000, recall_sample=400, recall_target=0.9, nprobe=1, seed=int(rng.integers(1 << 30))
-    )
-    assert not index.exact
+        x, exact_max=1000, recall_sample=400, recall_target=0.9, nprobe=1, seed=int(rng.integers(1 << 30)),
+        ivf_storage=storage,
+    )  # fmt: skip
+    assert not index.exact and index.ivf.code_size == 32 * code_bytes  # what the index holds per member
     d, ids, rep = index.search(x, 6, exclude="position", query_ids=np.arange(3000), recall_ks=[1, 6])
     assert rep.method.startswith("approximate (faiss IVF") and rep.nprobe == index.nprobe
+    assert f",{'SQ8' if storage == 'sq8' else 'Flat'} inner product" in rep.method
     assert rep.recall_sample == 400 and rep.recall_checked == {1: 400, 6: 2400}
     ref = brute_knn_sorted(x)
     # what approximate search returns is real: exact distances to real, non-self rows, ascending

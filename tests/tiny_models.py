@@ -10,6 +10,7 @@ code is tested on models of the same architectures built from configs:
   ``model_type: gpt_neox_reward_model``), with a byte-level BPE that knows
   ``<|prompter|>``, ``<|assistant|>``, ``<|endoftext|>``;
 * :func:`tiny_t5`: a T5 with a SentencePiece-style (Metaspace) BPE that has "Yes" and "No";
+* :func:`tiny_llama`: a causal LM (Llama) with a byte-level BPE, for the LM slot;
 * :func:`tiny_bert_embedder` / :func:`tiny_distilbert_embedder`: sentence-embedding bodies
   (BERT: exported packed; DistilBERT: exported padded) with the MiniLM tokenizer;
 * :func:`tiny_sbert_embedder`: a BERT body saved as a sentence-transformers folder
@@ -279,7 +280,35 @@ def tiny_t5(dest: Path, *, seed: int = 0) -> Path:
     return dest
 
 
+def tiny_llama(dest: Path, *, seed: int = 0) -> Path:
+    """A 2-layer Llama (hidden 32) with a byte-level BPE trained here: the LM slot without SmolLM2."""
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    dest.mkdir(parents=True, exist_ok=True)
+    raw = _bpe(["<s>", "</s>", "<pad>"], 800, [], metaspace=False)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<s>", eos_token="</s>", pad_token="<pad>", model_max_length=256
+    )
+    tok.save_pretrained(dest)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=2,
+    )
+    LlamaForCausalLM(cfg).eval().save_pretrained(dest)
+    return dest
+
+
 _BUILDERS = {
+    "lm": tiny_llama,
     "reward-pair": tiny_deberta_pair,
     "reward-oasst": tiny_oasst,
     "unieval": tiny_t5,

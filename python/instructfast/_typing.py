@@ -13,6 +13,12 @@ Overflow = Literal["null", "truncate"]
 Precision = Literal["fp32", "bf16", "fp16", "int8", "auto"]
 """Numeric precision of a model slot (see :mod:`instructfast.models.precision`)."""
 
+InvalidTextPolicy = Literal["error", "replace"]
+"""Invalid UTF-8 or a lone surrogate in input text: an error naming file, line and column, or U+FFFD (counted)."""
+
+VerifyModels = Literal["cached", "full"]
+"""Model file hashes: checked once per size and mtime (hashes cached), or re-hashed at every load."""
+
 KnnBackend = Literal["auto", "faiss", "torch"]
 """kNN search engine: faiss on the CPU, blocked torch matmul (CUDA), or auto."""
 
@@ -26,7 +32,11 @@ KnnScope = Literal["union", "shard"]
 """The pool of a sharded run's ``knn_<i>``: every shard together (the dataset, as the paper), or each shard alone."""
 
 VectorDtype = Literal["float32", "float16"]
+IvfStorage = Literal["sq8", "flat"]
 """How a run stores embedding checkpoints (float16 halves the disk; rows are re-normalised when read)."""
+
+OnFull = Literal["reject", "wait"]
+"""What a request that finds a service's queue full does: refused with ``Overloaded`` (HTTP 503), or waits."""
 
 SelectionMethod = Literal["rule", "kcenter", "kmeans-kcenter", "random"]
 """How :func:`instructfast.select` chooses rows."""

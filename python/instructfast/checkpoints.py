@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,11 @@ class ShardStore:
         if restart or state is None:
             if restart:
                 shutil.rmtree(self.folder, ignore_errors=True)
+            state = None
+        elif (state.get("version") != STATE_VERSION or state.get("settings") != settings) and not _holds_work(state):
+            # a run that failed before its first checkpoint (invalid text met in the first batch, say)
+            # left nothing worth keeping: the next run, with its settings changed, starts afresh
+            shutil.rmtree(self.folder, ignore_errors=True)
             state = None
         elif state.get("version") != STATE_VERSION or state.get("settings") != settings:
             msg = (
@@ -285,3 +290,9 @@ def read_state(folder: Path) -> dict[str, Any] | None:
 
 
 __all__ = ["STATE", "ShardStore", "read_state", "save_npy", "write_json"]
+
+
+def _holds_work(state: Mapping[str, Any]) -> bool:
+    """Whether a stored state has anything done: a checkpointed row, a pool result or a written output."""
+    rows = state.get("rows") or {}
+    return bool(rows.get("rows") or rows.get("parts") or state.get("pool") or state.get("output"))

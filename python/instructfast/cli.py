@@ -42,6 +42,23 @@ def _parse_options(items: list[str] | None) -> dict[str, object]:
     return out
 
 
+# Dedicated flags that set an option: --on-invalid-utf8=replace is --option on_invalid_utf8=replace.
+_OPTION_FLAGS = ("on_invalid_utf8", "verify_models", "precision")
+
+
+def _score_options(args: argparse.Namespace) -> dict[str, object]:
+    out = _parse_options(args.option)
+    for key in _OPTION_FLAGS:
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key in out and out[key] != value:
+            msg = f"--{key.replace('_', '-')}={value} and --option {key}={out[key]} disagree"
+            raise SystemExit(msg)
+        out[key] = value
+    return out
+
+
 def _parse_list(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
@@ -55,12 +72,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .shards import is_many
 
     many = is_many(args.input)
-    opts = _parse_options(args.option)
-    for key, value in (
-        ("knn_scope", args.knn_scope),
-        ("knn_embedding_dtype", args.embedding_dtype),
-        ("precision", args.precision),
-    ):
+    opts = _score_options(args)
+    for key, value in (("knn_scope", args.knn_scope), ("knn_embedding_dtype", args.embedding_dtype)):
         if value is not None:
             opts[key] = value
     common = {
@@ -141,6 +154,44 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import require, run
+    from .serve.app import ServeConfig
+
+    require()
+    opts = _score_options(args)
+    flags = {
+        "mtld_threshold": args.mtld_threshold,
+        "serve_max_body_mb": args.max_body_mb,
+        "serve_max_wait_ms": args.max_wait_ms,
+        "serve_max_batch_rows": args.max_batch_rows,
+        "serve_max_queue_rows": args.max_queue_rows,
+        "serve_on_full": args.on_full,
+    }
+    opts.update({k: v for k, v in flags.items() if v is not None})
+    config = ServeConfig(
+        indicators=_parse_list(args.indicators),
+        rule=args.rule,
+        columns=_parse_map(args.columns),
+        models=_parse_map(args.models),
+        options=opts,
+        threads=args.threads,
+        device=args.device,
+    )
+    # every setting is checked here, before any worker starts or model loads: a typo fails at once
+    config.scorer(load=False).close()
+    run(
+        config,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        graceful_timeout=args.graceful_timeout,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
 def _cmd_join(args: argparse.Namespace) -> int:
     from .shards import join_files
 
@@ -185,6 +236,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .errors import ModelNotFoundError
     from .models.registry import SLOTS, cache_dir, resolve
 
+    if args.rehash:
+        from .models.verify import rehash
+
+        for path in args.rehash:
+            if not Path(path).exists():
+                msg = f"instructfast: error: {path}: no such file or folder"
+                raise SystemExit(msg)
+            print(f"recorded the sha256 of {rehash(path)} files of {path} (later loads are checked against them)")
+        return 0
     models = _parse_map(args.models) or {}
     print(f"cache: {cache_dir()}")
     for slot in SLOTS.values():
@@ -258,6 +318,7 @@ def _cmd_index_build(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
             exact_max=args.exact_max,
             nlist=args.nlist,
+            ivf_storage=args.ivf_storage,
             source=str(Path(args.input).resolve()),
             progress=bar.update,
         )
@@ -369,6 +430,45 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scoring_arguments(p: argparse.ArgumentParser, option_examples: str) -> None:
+    """What `score` and `serve` share, so the service is configured as a file run is: indicators, models, options."""
+    p.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
+    p.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
+    p.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
+    p.add_argument("--models", help="model slots, e.g. lm=/models/llama,reward=/models/rm")
+    p.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
+    p.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"an option, repeatable, e.g. {option_examples}; `instructfast options` lists every key with its type "
+        "and default",
+    )
+    p.add_argument(
+        "--on-invalid-utf8",
+        choices=("error", "replace"),
+        default=None,
+        help="invalid UTF-8 or a lone surrogate in the input: an error naming file, line and column (default), "
+        "or replace it with U+FFFD (rows counted; the one case where a text column of the output differs)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=typing.get_args(Precision),
+        default=None,
+        help="numeric precision of the model slots that have it: bf16/fp16 the torch LM, int8 the ONNX models, "
+        "auto the fastest this machine runs (else fp32, with a note); per slot: --option lm_precision=... "
+        "(default fp32; the LM on CUDA bf16)",
+    )
+    p.add_argument(
+        "--verify-models",
+        choices=("cached", "full"),
+        default=None,
+        help="model file hashes: re-hashed when size or mtime change (default, hashes cached) or at every load",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="instructfast", description="Score and select instruction-tuning data.")
     p.add_argument("--version", action="version", version=f"instructfast {__version__}")
@@ -382,31 +482,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, required=True,
         help="output file (format from extension) or, for a folder or glob, a folder: one output per shard",
     )  # fmt: skip
-    s.add_argument("-i", "--indicators", help="comma-separated indicators or columns (default: all available)")
-    s.add_argument("-r", "--rule", help="rule preset name or rule JSON file; adds predicted_log_loss")
-    s.add_argument("--columns", help="explicit column map, e.g. instruction=question,output=answer")
-    s.add_argument("--models", help="model slots, e.g. lm=/models/llama,reward=/models/rm")
     s.add_argument("--input-format", choices=FORMATS)
     s.add_argument("--output-format", choices=FORMATS)
-    s.add_argument("-t", "--threads", type=int, default=None, help="native threads (default: all cores)")
     s.add_argument("--batch-rows", type=int, default=65_536)
-    s.add_argument("--mtld-threshold", type=float, default=None, help="MTLD factor threshold (default 0.72)")
-    s.add_argument("--device", default=None, help="cpu, cuda or cuda:N for model indicators (default: auto)")
-    s.add_argument(
-        "--precision",
-        choices=typing.get_args(Precision),
-        default=None,
-        help="numeric precision of the model slots that have it: bf16/fp16 the torch LM, int8 the ONNX models, "
-        "auto the fastest this machine runs (else fp32, with a note); per slot: --option lm_precision=... "
-        "(default fp32; the LM on CUDA bf16)",
-    )
-    s.add_argument(
-        "--option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an option, repeatable, e.g. prompt_template=plain, on_overflow=truncate, lm_token_budget=4096, "
-        "knn_pool=DIR; `instructfast options` lists every key with its type and default",
-    )
+    _scoring_arguments(s, "prompt_template=plain, on_overflow=truncate, lm_token_budget=4096, knn_pool=DIR")
     s.add_argument("--checkpoint-rows", type=int, default=100_000, help="rows per checkpoint part")
     s.add_argument("--restart", action="store_true", help="discard a partial earlier run instead of resuming it")
     s.add_argument(
@@ -446,6 +525,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-progress", dest="progress", action="store_false")
     s.set_defaults(func=_cmd_score)
 
+    sv = sub.add_parser(
+        "serve",
+        help="score records over HTTP (POST /score), concurrent requests merged into shared batches "
+        "(pip install 'instructfast[serve]')",
+    )
+    _scoring_arguments(sv, "knn_pool=DIR (serves knn_<i> against a reference pool), serve_max_wait_ms=10")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one, logged)")
+    sv.add_argument("--workers", type=int, default=1, help="processes, each loading the models and batching its own")
+    sv.add_argument("--max-body-mb", type=float, default=None, help="larger request bodies get 413 (default 16)")
+    sv.add_argument("--max-wait-ms", type=float, default=None, help="how long a request waits for others (default 5)")
+    sv.add_argument("--max-batch-rows", type=int, default=None, help="rows per merged batch at most (default 256)")
+    sv.add_argument("--max-queue-rows", type=int, default=None, help="rows waiting at most, then 503 (default 4096)")
+    sv.add_argument(
+        "--on-full", choices=("reject", "wait"), default=None, help="a full queue: 503 with Retry-After, or wait"
+    )
+    sv.add_argument(
+        "--graceful-timeout", type=float, default=30.0, help="seconds in-flight requests get to finish on SIGTERM"
+    )
+    sv.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    sv.add_argument("--no-access-log", dest="access_log", action="store_false", help="no log line per HTTP request")
+    sv.set_defaults(func=_cmd_serve)
+
     j = sub.add_parser("join", help="attach sidecar scores back onto their data (file to file, or folder to folder)")
     j.add_argument("data", type=Path, help="the data that was scored: a file or a folder of shards")
     j.add_argument("scores", type=Path, help="its sidecar output: a file or a folder written by score --sidecar")
@@ -464,6 +566,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list model slots, where each is looked for, and how to get it")
     m.add_argument("--models", help="model slots to check, e.g. lm=/models/llama")
+    m.add_argument(
+        "--rehash",
+        action="append",
+        metavar="PATH",
+        help="record the current content of a model folder or file as its reference (after replacing it on "
+        "purpose); models without a manifest are checked against the hashes recorded at their first use",
+    )
     m.set_defaults(func=_cmd_models)
 
     e = sub.add_parser("export", help="export a Hugging Face model to an ONNX folder (reward, UniEval, embedder)")
@@ -576,6 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default=None, help="cpu, cuda or cuda:N for the embedder (default: auto)")
     b.add_argument("--exact-max", type=int, default=200_000, help="larger pools also get an IVF index")
     b.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(count))")
+    b.add_argument(
+        "--ivf-storage", choices=["sq8", "flat"], default="sq8",
+        help="IVF codes: sq8 (a quarter of the memory; candidates re-ranked exactly) or flat",
+    )  # fmt: skip
     b.add_argument("--overwrite", action="store_true", help="replace an existing pool folder")
     bg = b.add_mutually_exclusive_group()
     bg.add_argument("--progress", dest="progress", action="store_true", default=None)

@@ -35,7 +35,18 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypedDict
 
 from ._cores import available_cores
-from ._typing import EmbedderBackend, KnnBackend, KnnScope, Overflow, Precision, VectorDtype
+from ._typing import (
+    EmbedderBackend,
+    InvalidTextPolicy,
+    IvfStorage,
+    KnnBackend,
+    KnnScope,
+    OnFull,
+    Overflow,
+    Precision,
+    VectorDtype,
+    VerifyModels,
+)
 from .errors import ArgumentError, ArgumentTypeError, InstructfastDeprecationWarning, OptionError
 
 _TRUE = ("1", "true", "yes", "on")
@@ -167,6 +178,27 @@ class TextOptions(OptionGroup):
         max=1.0,
         open_interval=True,
     )
+    on_invalid_utf8: InvalidTextPolicy = option(
+        "error",
+        "invalid UTF-8 or a lone surrogate in any text column: an error naming file, line and column, "
+        "or 'replace' with U+FFFD (rows counted in the report's notes)",
+        key="on_invalid_utf8",
+    )
+
+
+@dataclass(frozen=True)
+class InputOptions(OptionGroup):
+    """Reading input files."""
+
+    prefix: ClassVar[str] = "input"
+    title: ClassVar[str] = "input files"
+    max_record_bytes: int = option(
+        1 << 30,
+        "largest JSON Lines record (one line) read, in bytes; a longer line is an error naming it",
+        key="max_record_bytes",
+        min=1,
+        max=(1 << 31) - (1 << 20),  # pyarrow's JSON block size is an int32; a block holds the record and a margin
+    )
 
 
 @dataclass(frozen=True)
@@ -183,6 +215,12 @@ class ModelOptions(OptionGroup):
         "fp32, bf16, fp16, int8 or auto for every model slot whose runtime has it (bf16/fp16: the torch LM; "
         "int8: ONNX models); default fp32 (the LM on CUDA: bf16)",
         key="precision",
+    )
+    verify_models: VerifyModels = option(
+        "cached",
+        "model file hashes: checked at every load against the manifest (or the hashes recorded at first use), "
+        "re-hashed when size or mtime change ('cached'), or at every load ('full')",
+        key="verify_models",
     )
 
 
@@ -283,6 +321,9 @@ class KnnOptions(OptionGroup):
     )
     nprobe: int | None = option(None, "IVF lists probed at first (doubled until the recall target is met)", min=1)
     nlist: int | None = option(None, "IVF lists (default 4 * sqrt(pool))", min=1)
+    ivf_storage: IvfStorage = option(
+        "sq8", "how the IVF index holds the pool: sq8 (1 byte per value; candidates re-ranked exactly) or flat"
+    )
     recall_target: float = option(
         0.95, "recall@i the approximate search must reach on the sample (0, 1]", min=0.0, max=1.0
     )
@@ -304,10 +345,31 @@ class KnnOptions(OptionGroup):
             raise OptionError(msg)
 
 
+@dataclass(frozen=True)
+class ServeOptions(OptionGroup):
+    """Dynamic batching of :class:`~instructfast.BatchingScorer` and ``instructfast serve``."""
+
+    prefix: ClassVar[str] = "serve"
+    title: ClassVar[str] = "serving (BatchingScorer, instructfast serve)"
+    max_wait_ms: float = option(
+        5.0, "how long the oldest queued request waits for others to merge with (milliseconds)", min=0.0
+    )
+    max_batch_rows: int = option(256, "rows merged into one batch at most (a larger request runs alone)", min=1)
+    max_queue_rows: int = option(
+        4096, "rows waiting at most; beyond, requests are refused (Overloaded, HTTP 503) or wait", min=1
+    )
+    on_full: OnFull = option(
+        "reject", "a request that finds the queue full: refused with Overloaded (HTTP 503), or waits for room"
+    )
+    max_schemas: int = option(16, "Scorers kept for distinct request schemas (least recently used dropped)", min=1)
+    max_body_mb: float = option(16.0, "instructfast serve: largest request body; larger ones get HTTP 413", min=0.0)
+
+
 class _Groups(TypedDict):
     """One instance of each option group, keyed by its :class:`ScoreOptions` attribute (as in ``GROUPS``)."""
 
     text: TextOptions
+    input: InputOptions
     model: ModelOptions
     lm: LMOptions
     onnx: OnnxOptions
@@ -315,6 +377,7 @@ class _Groups(TypedDict):
     unieval: UniEvalOptions
     embedder: EmbedderOptions
     knn: KnnOptions
+    serve: ServeOptions
 
 
 # The one list of groups: the TypedDict above (which types ScoreOptions(**groups)); ScoreOptions
@@ -380,9 +443,11 @@ class ScoreOptions:
         Model slots to paths or ids, e.g. ``{"lm": "/models/llama", "reward": "/models/rm"}``.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (CUDA when available).
-    text, model, lm, onnx, reward, unieval, embedder, knn
+    text, input, model, lm, onnx, reward, unieval, embedder, knn
         The option groups (see :func:`describe_options`); build them from flat keys with
         :meth:`build`.
+    serve
+        Dynamic batching for services (:class:`~instructfast.BatchingScorer`, ``instructfast serve``).
     """
 
     threads: int | None = None
@@ -390,6 +455,7 @@ class ScoreOptions:
     models: Mapping[str, str] = field(default_factory=dict)
     device: str | None = None
     text: TextOptions = field(default_factory=TextOptions)
+    input: InputOptions = field(default_factory=InputOptions)
     model: ModelOptions = field(default_factory=ModelOptions)
     lm: LMOptions = field(default_factory=LMOptions)
     onnx: OnnxOptions = field(default_factory=OnnxOptions)
@@ -397,6 +463,7 @@ class ScoreOptions:
     unieval: UniEvalOptions = field(default_factory=UniEvalOptions)
     embedder: EmbedderOptions = field(default_factory=EmbedderOptions)
     knn: KnnOptions = field(default_factory=KnnOptions)
+    serve: ServeOptions = field(default_factory=ServeOptions)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (
@@ -508,6 +575,7 @@ __all__ = [
     "ALIAS_VALUES",
     "GROUPS",
     "EmbedderOptions",
+    "InputOptions",
     "KnnOptions",
     "LMOptions",
     "ModelOptions",
@@ -516,6 +584,7 @@ __all__ = [
     "OptionGroup",
     "RewardOptions",
     "ScoreOptions",
+    "ServeOptions",
     "TextOptions",
     "UniEvalOptions",
     "describe_options",

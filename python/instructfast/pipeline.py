@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import gc
 import hashlib
 import json
 import logging
@@ -45,7 +46,7 @@ from . import _faults
 from ._api import keyword_only
 from ._arrow import rebatch
 from .checkpoints import ShardStore, write_json
-from .errors import ArgumentError, SchemaError
+from .errors import ArgumentError, InvalidTextError, SchemaError
 from .indicators.base import NullCounter
 from .io import FileSource, atomic_writer, detect_format, scan_file
 from .models.registry import SLOTS, resolve, source_sha256
@@ -74,6 +75,7 @@ class RowJob:
     start: int
     batch_rows: int
     text_columns: tuple[str, ...] = ()
+    max_record_bytes: int = 1 << 30
 
 
 RowRunner = Callable[[Sequence[RowJob]], Iterator[tuple[int, RowResult]]]
@@ -86,8 +88,24 @@ def local_rows(jobs: Sequence[RowJob]) -> Iterator[tuple[int, RowResult]]:
     for i, job in enumerate(jobs):
         offset = job.start
         for batch in _skip_rows(rebatch(job.source.reader(), job.batch_rows), job.start):
-            yield i, job.scorer.score_rows(batch, offset=offset)
+            try:
+                res = job.scorer.score_rows(batch, offset=offset)
+            except InvalidTextError as e:
+                raise in_file(e, job.source) from None
+            yield i, res
             offset += batch.num_rows
+
+
+def in_file(e: InvalidTextError, src: FileSource) -> InvalidTextError:
+    """The scorer's "row N: ..." as "data.jsonl:LINE:COLUMN: field ...": where to look in the file."""
+    if e.row is None or e.detail is None:
+        return e
+    detail = e.detail
+    if src.format in ("json", "jsonl") and e.column:
+        detail = detail.replace(f"column `{e.column}`", f"field `{e.column}`", 1)
+    err = InvalidTextError(f"{src.locate(e.row)}: {detail}")
+    err.row, err.column, err.byte, err.detail = e.row, e.column, e.byte, e.detail
+    return err
 
 
 @dataclass
@@ -248,7 +266,11 @@ class _Run:
 
     def source(self, shard: Shard) -> FileSource:
         return scan_file(
-            shard.path, format=self.input_format, batch_rows=self.opts.batch_rows, text_columns=self.text_cols
+            shard.path,
+            format=self.input_format,
+            batch_rows=self.opts.batch_rows,
+            text_columns=self.text_cols,
+            max_record_bytes=self.opts.input.max_record_bytes,
         )
 
     def scorer(self, source: FileSource) -> Scorer:
@@ -295,7 +317,8 @@ class _Run:
                 if self.on_progress:
                     self.on_progress(store.rows_done)
             src = self.source(shard)
-            jobs.append(RowJob(shard, src, self.scorer(src), store.rows_done, self.opts.batch_rows, self.text_cols))
+            jobs.append(RowJob(shard, src, self.scorer(src), store.rows_done, self.opts.batch_rows, self.text_cols,
+                               self.opts.input.max_record_bytes))  # fmt: skip
         if not jobs:
             return
         # Results come job by job, in order: a job is finished once the next one's rows start.
@@ -638,13 +661,26 @@ class _Run:
         try:
             self.rows_phase()
             self._update_manifest()
+            _release_memory()
             fps = self.pool_phase()
+            _release_memory()
             results, report, summary = self.write_phase(fps)
             self._update_manifest()
         finally:
             for scorer in self._scorers.values():
                 scorer.close()
         return results, report, summary
+
+
+def _release_memory() -> None:
+    """Hand memory freed by the last phase back to the system before the next one starts.
+
+    Arrow's allocator (mimalloc or jemalloc) keeps freed pages for reuse; the per-row phase's
+    batches leave hundreds of MiB of them, which would otherwise sit under the pool pass's index
+    and memory-mapped vectors and count against the run's peak.
+    """
+    gc.collect()
+    pa.default_memory_pool().release_unused()
 
 
 def _run_options(

@@ -373,6 +373,7 @@ def build_pool(
     batch_rows: int = 65_536,
     exact_max: int = DEFAULT_EXACT_MAX,
     nlist: int | None = None,
+    ivf_storage: str = "sq8",
     seed: int = 0,
     source: str | None = None,
     progress: Callable[[int], None] | None = None,
@@ -387,8 +388,9 @@ def build_pool(
         Explicit column map (as in ``score``); ignored with ``vectors_column``.
     vectors_column
         Use this column's precomputed embeddings instead of the embedder.
-    exact_max, nlist, seed
-        Pools larger than ``exact_max`` also get a trained IVF index (``nlist`` lists).
+    exact_max, nlist, ivf_storage, seed
+        Pools larger than ``exact_max`` also get a trained IVF index (``nlist`` lists, codes as
+        ``ivf_storage``: ``"sq8"`` or ``"flat"``).
     source
         Where the records came from (kept in the manifest).
     """
@@ -422,7 +424,10 @@ def build_pool(
     identity = rv.identity()
     ivf = None
     if vectors.shape[0] > exact_max:
-        ivf = NeighborIndex(vectors, exact_max=exact_max, backend="faiss", threads=threads, nlist=nlist, seed=seed).ivf
+        ivf = NeighborIndex(
+            vectors, exact_max=exact_max, backend="faiss", threads=threads, nlist=nlist, seed=seed,
+            ivf_storage=ivf_storage,
+        ).ivf  # fmt: skip
     from ._version import __version__
 
     manifest = {
@@ -432,7 +437,7 @@ def build_pool(
             "left_out": reasons,
             "columns": resolved.describe() if resolved is not None else f"vectors column `{vectors_column}`",
         },
-        "build": {"exact_max": exact_max, "nlist": nlist, "seed": seed},
+        "build": {"exact_max": exact_max, "nlist": nlist, "ivf_storage": ivf_storage, "seed": seed},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "instructfast_version": __version__,
     }

@@ -154,15 +154,18 @@ def _shards_datasource(jobs: Sequence[RowJob]) -> Any:
     from ray.data.datasource import Datasource, ReadTask
 
     specs = [
-        (i, str(j.source.path), j.source.format, j.start, j.batch_rows, j.text_columns) for i, j in enumerate(jobs)
+        (i, str(j.source.path), j.source.format, j.start, j.batch_rows, j.text_columns, j.max_record_bytes)
+        for i, j in enumerate(jobs)
     ]
 
-    def reader(i: int, path: str, fmt: str, start: int, batch_rows: int, text_columns: tuple[str, ...]) -> Any:
+    def reader(
+        i: int, path: str, fmt: str, start: int, batch_rows: int, text_columns: tuple[str, ...], limit: int
+    ) -> Any:
         def read() -> Iterator[pa.Table]:
             from ._arrow import rebatch
             from .pipeline import _skip_rows
 
-            src = scan_file(path, format=fmt, batch_rows=batch_rows, text_columns=text_columns)
+            src = scan_file(path, format=fmt, batch_rows=batch_rows, text_columns=text_columns, max_record_bytes=limit)
             for b in _skip_rows(rebatch(src.reader(), batch_rows), start):
                 t = pa.Table.from_batches([b])
                 yield t.append_column(JOB_COLUMN, pa.array([i] * t.num_rows, pa.int32()))

@@ -73,6 +73,10 @@ class RunRecord:
         The run's settings: threads, batch_rows, device, and every option that differs from its default.
     platform
         Machine and OS (``platform.platform()``, processor).
+    serving
+        Set by :class:`~instructfast.BatchingScorer` (and so ``instructfast serve``): its batching
+        settings and counts (requests, batches, mean batch size, requests retried alone, refusals);
+        in one request's report, the batch that request was merged into and how long it queued.
     """
 
     started: str = ""
@@ -83,6 +87,7 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     platform: dict[str, str] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def start(cls) -> RunRecord:

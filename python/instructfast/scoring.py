@@ -7,11 +7,13 @@ batches one at a time: the unit for streaming files, ingestion services and Ray.
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,9 @@ from ._native import IMPL_REASON
 from .columns import ResolvedColumns, resolve_columns
 from .errors import (
     ArgumentTypeError,
+    ArrowDataError,
     IndicatorUnavailableError,
+    InvalidTextError,
     NullValuesWarning,
     RuleError,
     SchemaError,
@@ -32,6 +36,7 @@ from .errors import (
 from .indicators import plan, provider_of
 from .indicators.base import Indicator, NullCounter
 from .models.registry import check_models
+from .ops.utf8 import REPLACED, check_batch
 from .options import ScoreOptions
 from .rules import Rule, get_rule
 from .run_record import RunRecord
@@ -137,7 +142,17 @@ class RowResult:
 
 
 class Scorer:
-    """Scores record batches of one schema; reusable and long-lived.
+    """Scores record batches of one schema; reusable, long-lived and thread-safe.
+
+    One ``Scorer`` may be shared by many threads: each :meth:`score_batch` call counts its nulls
+    and notes on its own and returns them in its batch's schema metadata (:meth:`ScoreReport.from_table`);
+    ``scorer.report`` holds the sums over every call, updated under a lock. Models load once (the
+    first call, or :meth:`start`); each model runs one batch at a time (every pass already uses all
+    the cores it is given), while tokenising, text statistics and Arrow work of other threads overlap.
+
+    Every string column of every batch is checked for invalid UTF-8 and lone surrogates first
+    (``on_invalid_utf8``: an :class:`~instructfast.InvalidTextError` naming row, column and byte,
+    or U+FFFD with the rows counted in ``report.notes``).
 
     Parameters
     ----------
@@ -150,8 +165,9 @@ class Scorer:
     --------
     >>> import pyarrow as pa
     >>> s = Scorer(pa.schema([("instruction", pa.string()), ("output", pa.string())]), indicators=["mtld"])
-    >>> s.score_batch(pa.record_batch({"instruction": ["Say hi"], "output": ["hi there hi"]})).column("mtld").to_pylist()
-    [3.0]
+    >>> out = s.score_batch(pa.record_batch({"instruction": ["Say hi"], "output": ["hi there hi"]}))
+    >>> out.column("mtld").to_pylist(), ScoreReport.from_table(out).rows, s.report.rows
+    ([3.0], 1, 1)
     """
 
     @keyword_only("indicators", "rule", "columns", "options")
@@ -211,7 +227,10 @@ class Scorer:
             "device": self.options.device or "auto",
             **self.options.to_flat(),
         }
+        self.report.run.implementations["invalid text"] = _INVALID_TEXT[self.options.text.on_invalid_utf8]
         self._started = False
+        self._start_lock = threading.Lock()  # models load once, whichever thread comes first
+        self._lock = threading.Lock()  # the cumulative report and null counts
 
     @property
     def has_pool_indicators(self) -> bool:
@@ -239,23 +258,28 @@ class Scorer:
         raise RuleError(msg)
 
     def start(self) -> None:
-        """Load every indicator's models (once); their choices go into the run record."""
-        if not self._started:
-            for ind in self.plan.indicators:
-                ind.start()
-            self._started = True
-            self._record()
+        """Load every indicator's models (once, whichever thread asks first); their choices go into the run record."""
+        if self._started:
+            return
+        with self._start_lock:
+            if not self._started:
+                for ind in self.plan.indicators:
+                    ind.start()
+                self._record()
+                self._started = True
 
     def _record(self) -> None:
-        run = self.report.run
-        run.implementations.setdefault("text core", IMPL_REASON)
-        for ind in self.plan.indicators:
-            ind.record(run)
+        with self._lock:
+            run = self.report.run
+            run.implementations.setdefault("text core", IMPL_REASON)
+            for ind in self.plan.indicators:
+                ind.record(run)
 
     def close(self) -> None:
-        for ind in self.plan.indicators:
-            ind.close()
-        self._started = False
+        with self._start_lock:
+            for ind in self.plan.indicators:
+                ind.close()
+            self._started = False
 
     def __enter__(self) -> Scorer:
         self.start()
@@ -276,7 +300,12 @@ class Scorer:
         return pa.schema(fields)
 
     def score_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Score one batch of row-scoped indicators; the batch's rows come back in order."""
+        """Score one batch of row-scoped indicators; the batch's rows come back in order.
+
+        Safe to call from many threads at once. The returned batch's schema metadata holds this
+        call's own report (rows, nulls, notes, seconds; :meth:`ScoreReport.from_table`); ``self.report``
+        accumulates every call's.
+        """
         if self.has_pool_indicators:
             cols = [c for ind in self.plan.indicators if ind.scope == "pool" for c in ind.wanted]
             msg = (
@@ -284,25 +313,72 @@ class Scorer:
                 "or measure against a reference pool (options={'knn_pool': DIR}, built by `instructfast index build`)"
             )
             raise IndicatorUnavailableError(msg)
+        t0 = time.perf_counter()
+        nulls = NullCounter()
+        batch = self._checked(batch, nulls)  # invalid text fails before any model loads
+        t1 = time.perf_counter()
         self.start()
-        new = self._row_columns(batch)
-        out = _append(batch, new)
+        t2 = time.perf_counter()
+        out = self._compute(batch, nulls)
+        seconds = (t1 - t0) + (time.perf_counter() - t2)  # the call's own work, not the models' loading
+        self._merge(nulls, batch.num_rows, seconds)
+        with self._lock:
+            call = replace(
+                copy.deepcopy(self.report),
+                rows=batch.num_rows,
+                nulls=nulls.as_dict(),
+                notes=nulls.notes_dict(),
+                seconds=seconds,
+            )
+        call.run.seconds = seconds
+        return out.replace_schema_metadata({REPORT_KEY: call.to_json().encode()})
+
+    def _score_rows(self, batch: pa.RecordBatch, nulls: NullCounter) -> pa.RecordBatch:
+        """Check the text, then every row-scoped indicator and the rule, counting into ``nulls``."""
+        return self._compute(self._checked(batch, nulls), nulls)
+
+    def _compute(self, batch: pa.RecordBatch, nulls: NullCounter) -> pa.RecordBatch:
+        """Every row-scoped indicator and the rule on a checked batch, counting into ``nulls``."""
+        out = _append(batch, self._row_columns(batch, nulls))
         if self.rule is not None:
-            out = _append(out, {RULE_COLUMN: self._apply_rule(out)})
-        self.report.rows += batch.num_rows
-        self.report.nulls = self.nulls.as_dict()
-        self.report.notes = self.nulls.notes_dict()
+            out = _append(out, {RULE_COLUMN: self._apply_rule(out, nulls)})
         return out
+
+    def _checked(self, batch: pa.RecordBatch, nulls: NullCounter) -> pa.RecordBatch:
+        """``batch`` with its structure and text checked (text repaired under ``on_invalid_utf8="replace"``)."""
+        try:
+            batch.validate()  # buffer sizes against offsets (cheap); the native core checks the rest
+        except pa.ArrowInvalid as e:
+            msg = f"the record batch is malformed ({e}); its producer wrote buffers that do not match its offsets"
+            raise ArrowDataError(msg) from None
+        return check_batch(
+            batch,
+            policy=self.options.text.on_invalid_utf8,
+            threads=self.options.resolved_threads,
+            on_replaced=lambda column, n: nulls.note(column, REPLACED, n),
+        )
+
+    def _merge(self, nulls: NullCounter, rows: int, seconds: float = 0.0) -> None:
+        with self._lock:
+            self.nulls.merge(nulls)
+            self.report.rows += rows
+            self.report.seconds += seconds
+            self.report.run.seconds = self.report.seconds
+            self.report.nulls = self.nulls.as_dict()
+            self.report.notes = self.nulls.notes_dict()
 
     def score_rows(self, batch: pa.RecordBatch, *, offset: int = 0) -> RowResult:
         """The per-row half of a run: row-scoped indicator columns, and the pool indicators' vectors.
 
         Pool columns (``knn_<i>``) and the rule come later (:meth:`finish_batch`), once every row
         of the pool is embedded; this is the unit a file run checkpoints and a Ray actor runs.
-        Nothing here touches the scorer's cumulative counts: the caller merges ``nulls``.
+        Nothing here touches the scorer's cumulative counts: the caller merges ``nulls``. The text is
+        checked first (``on_invalid_utf8``); an :class:`~instructfast.InvalidTextError` counts its row
+        from ``offset``, and the batch returned holds the repaired text under ``"replace"``.
         """
-        self.start()
         nulls = NullCounter()
+        batch = _located_rows(self._checked, batch, nulls, offset)
+        self.start()  # after the text check: invalid text fails before any model loads
         canon = self.resolved.canonical(batch)
         new: dict[str, pa.Array] = {}
         vectors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -331,60 +407,74 @@ class Scorer:
             out = _append(out, {RULE_COLUMN: values})
         return out
 
-    def _row_columns(self, batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    def _row_columns(self, batch: pa.RecordBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         canon = self.resolved.canonical(batch)
         new: dict[str, pa.Array] = {}
         for ind in self.plan.indicators:
             if ind.scope == "row":
-                got = ind.compute(canon, self.nulls)
+                got = ind.compute(canon, nulls)
                 new.update((c, got[c]) for c in ind.wanted)  # schema order, whatever the indicator's
             else:
-                ind.observe(canon, self.nulls)
+                ind.observe(canon, nulls)
         return new
 
-    def _apply_rule(self, data: pa.RecordBatch | pa.Table) -> pa.Array:
+    def _apply_rule(self, data: pa.RecordBatch | pa.Table, nulls: NullCounter) -> pa.Array:
         assert self.rule is not None
         values = self.rule.apply(data)
-        self.nulls.add(RULE_COLUMN, "an input indicator is null", values.null_count)
+        nulls.add(RULE_COLUMN, "an input indicator is null", values.null_count)
         return values
 
     def score_stream(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """Score a stream of batches; pool indicators are filled in after the last batch."""
+        """Score a stream of batches; pool indicators are filled in after the last batch.
+
+        An :class:`~instructfast.InvalidTextError` names the row as counted from the start of the stream.
+        Streams with pool indicators (``knn_<i>`` over the table itself) use this Scorer's pool state: one
+        such stream at a time per Scorer (:func:`score` makes a Scorer per call).
+        """
         t0 = time.perf_counter()
         self.start()
         try:
             if not self.has_pool_indicators:
+                start = 0
                 for b in batches:
-                    yield self.score_batch(b)
+                    nulls = NullCounter()
+                    out = _located_rows(self._score_rows, b, nulls, start)
+                    self._merge(nulls, b.num_rows)
+                    start += b.num_rows
+                    yield out
             else:
                 yield from self._score_with_pool(batches)
         finally:
-            self.report.seconds += time.perf_counter() - t0
-            self.report.run.seconds = self.report.seconds
-            self.report.nulls = self.nulls.as_dict()
-            self.report.notes = self.nulls.notes_dict()
+            with self._lock:
+                self.report.seconds += time.perf_counter() - t0
+                self.report.run.seconds = self.report.seconds
             self._record()  # search methods and the like are known only after the last batch
 
     def _score_with_pool(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         # Pool indicators see every row before any value exists, so row results are
         # held until the end (the table being scored is the pool).
         held = []
+        nulls = NullCounter()
+        seen = 0
         for b in batches:
-            held.append(_append(b, self._row_columns(b)))
-            self.report.rows += b.num_rows
+            b = _located_rows(self._checked, b, nulls, seen)
+            held.append(_append(b, self._row_columns(b, nulls)))
+            self._merge(NullCounter(), b.num_rows)
+            seen += b.num_rows
         pool_cols: dict[str, pa.Array] = {}
         for ind in self.plan.indicators:
             if ind.scope == "pool":
-                got = ind.finalize(self.nulls)
+                got = ind.finalize(nulls)
                 pool_cols.update((c, got[c]) for c in ind.wanted)
         start = 0
         for b in held:
             part = {k: v.slice(start, b.num_rows) for k, v in pool_cols.items()}
             out = _append(b, part)
             if self.rule is not None:
-                out = _append(out, {RULE_COLUMN: self._apply_rule(out)})
+                out = _append(out, {RULE_COLUMN: self._apply_rule(out, nulls)})
             start += b.num_rows
             yield out
+        self._merge(nulls, 0)
 
     def finish_warnings(self, stacklevel: int = 3) -> None:
         """One summary warning for nulls and one for unavailable indicators (never one per row)."""
@@ -402,6 +492,22 @@ def warn_summary(report: ScoreReport, *, stacklevel: int = 3) -> None:
         warnings.warn(f"indicators not computed: {text}", UnavailableIndicatorWarning, stacklevel=stacklevel)
     if report.nulls:
         warnings.warn(f"null values by reason: {report.null_summary()}", NullValuesWarning, stacklevel=stacklevel)
+
+
+_INVALID_TEXT = {
+    "error": "error (on_invalid_utf8='error')",
+    "replace": "replaced with U+FFFD, rows counted in notes (on_invalid_utf8='replace')",
+}
+
+
+def _located_rows(fn, batch: pa.RecordBatch, nulls: NullCounter, start: int) -> pa.RecordBatch:
+    """``fn(batch, nulls)``, with an invalid-text error's row counted from the start of the stream."""
+    try:
+        return fn(batch, nulls)
+    except InvalidTextError as e:
+        if not start or e.row is None or e.detail is None:
+            raise
+        raise e.moved(start) from None
 
 
 def _append(batch: pa.RecordBatch, cols: Mapping[str, pa.Array]) -> pa.RecordBatch:

@@ -218,7 +218,10 @@ def test_hub_ids_use_the_same_from_pretrained_path(monkeypatch, tmp_path):
         "lm", registry.classify("meta-llama/Llama-2-7b-hf"), "meta-llama/Llama-2-7b-hf", "models="
     )
     assert src.kind == "hub-id"
-    with pytest.raises(OSError, match="offline"):
+    # what from_pretrained raised comes back as the project's error, naming the model and the cause
+    with pytest.raises(
+        instructfast.ModelError, match=r"hub-id meta-llama/Llama-2-7b-hf .*cannot be loaded as a causal LM: offline"
+    ):
         load_causal_lm(src)
     assert seen == ["meta-llama/Llama-2-7b-hf"]
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+import instructfast
 from instructfast._native import core
 from instructfast.ops import textstats as mtld_api
 from instructfast.ops import textstats_py as mtld_py
@@ -161,6 +162,7 @@ def test_core_leaves_capsules_usable():
     schema, array = arr.__arrow_c_array__()
     first = core.text_stats(schema, array)
     second = core.text_stats(schema, array, threads=2)
+    assert (first.pop("utf8_error") == -1).all() and (second.pop("utf8_error") == -1).all()
     assert_stats_equal(first, second)
     assert pa.Array._import_from_c_capsule(schema, array).to_pylist() == TEXTS
 
@@ -215,3 +217,103 @@ def test_zero_copy_on_200mb_array():
     assert proc.returncode == 0, proc.stderr
     growth_mb = float(proc.stdout.strip().splitlines()[-1])
     assert growth_mb < 40, f"peak RSS grew by {growth_mb:.0f} MB while reading a 200 MB array"
+
+
+# ------------------------------------------- malformed arrays through the C data interface
+# pyarrow validates what it builds; these are laid out by hand (tests/arrow_c.py), as another
+# producer could, so the core's own checks are what stands between them and a read out of bounds.
+
+from tests.arrow_c import HandBuilt, offsets_array, validity, view, views_array  # noqa: E402
+
+MALFORMED = [
+    ("negative first offset", lambda: offsets_array("string", [b"ab"], offsets=[-1, 2]), "negative first offset"),
+    (
+        "decreasing offsets",
+        lambda: offsets_array("large_string", [b"ab", b"c"], offsets=[0, 3, 1]),
+        "element 1 ends before it starts",
+    ),
+    ("view with negative length", lambda: views_array([view(-5)], []), "element 0 has a negative length"),
+    (
+        "view past its buffer",
+        lambda: views_array([view(20, buffer=0, offset=15, prefix=b"abcd")], [b"x" * 30]),
+        r"spans bytes \[15, 35\) of data buffer 0, which holds 30 bytes",
+    ),
+    (
+        "view past a declared size",
+        lambda: views_array([view(20, buffer=0, offset=0)], [b"x" * 30], sizes=[10]),
+        "which holds 10 bytes",
+    ),
+    (
+        "view into a missing buffer",
+        lambda: views_array([view(13, buffer=2)], [b"x" * 30]),
+        "refers to data buffer 2 but the array has 1",
+    ),
+    (
+        "view with a negative buffer index",
+        lambda: views_array([view(13, buffer=-1)], [b"x" * 30]),
+        "refers to data buffer -1",
+    ),
+    (
+        "view with a negative offset",
+        lambda: views_array([view(13, buffer=0, offset=-4)], [b"x" * 30]),
+        r"spans bytes \[-4, 9\)",
+    ),
+    (
+        "nulls without a bitmap",
+        lambda: HandBuilt(b"u", 1, [None, b"\0\0\0\0\2\0\0\0", b"ab"], null_count=1),
+        "1 nulls but no validity bitmap",
+    ),
+    (
+        "null count above length",
+        lambda: HandBuilt(b"u", 1, [None, b"\0\0\0\0\2\0\0\0", b"ab"], null_count=5),
+        "null count of 5",
+    ),
+    (
+        "bytes without a data buffer",
+        lambda: HandBuilt(b"u", 1, [None, b"\0\0\0\0\2\0\0\0", None]),
+        "holds bytes but has no data buffer",
+    ),
+    ("no offsets buffer", lambda: HandBuilt(b"U", 1, [None, None, b"ab"]), "has no offsets buffer"),
+    ("too few buffers", lambda: HandBuilt(b"u", 1, [None, b"\0\0\0\0\2\0\0\0"]), "expected 3"),
+    ("negative offset", lambda: HandBuilt(b"u", 1, [None, b"\0\0\0\0\2\0\0\0", b"ab"], offset=-1), "negative length"),
+    ("a released array", lambda: HandBuilt(b"u", 0, [None, None, None], released=True), "already released"),
+    ("not a string format", lambda: HandBuilt(b"l", 0, [None, None]), "unsupported Arrow format 'l'"),
+]
+
+
+@needs_core
+@pytest.mark.parametrize("make, match", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
+def test_malformed_arrays_are_refused_before_reading(make, match):
+    hb = make()
+    for fn in (core.text_stats, core.utf8_check):
+        with pytest.raises(instructfast.ArrowDataError, match=match) as e:
+            fn(*hb.capsules())
+        assert isinstance(e.value, ValueError)
+
+
+@needs_core
+def test_offsets_are_checked_only_where_the_array_reads():
+    # a slice (offset 1, length 1) of [0, 9, 2, 4]: 9 > 2 lies outside it; 2 <= 4 inside is fine
+    hb = HandBuilt(b"u", 1, [None, np.array([0, 9, 2, 4], "<i4").tobytes(), b"abcd"], offset=2)
+    assert core.text_stats(*hb.capsules())["words"].tolist() == [1]
+    bad = HandBuilt(b"u", 2, [None, np.array([0, 9, 2, 4], "<i4").tobytes(), b"abcd"], offset=1)
+    with pytest.raises(instructfast.ArrowDataError, match="element 0 ends before it starts"):
+        core.text_stats(*bad.capsules())
+
+
+@needs_core
+def test_well_formed_hand_built_arrays_read_like_pyarrow_ones():
+    words = [b"one two", b"", "\u03a3\u03bf\u03c6\u03bf\u03c2 wise".encode()]
+    for kind in ("string", "large_string"):
+        got = core.text_stats(*offsets_array(kind, words).capsules())
+        assert got["words"].tolist() == [2, 0, 2]
+    views = [view(3, inline=b"abc"), view(20, buffer=0, offset=5, prefix=b"eeee"), view(0)]
+    data = [b"zzzzz" + b"e" * 9 + b" twentybyte"]
+    got = core.text_stats(*views_array(views, data).capsules())
+    assert got["words"].tolist() == [1, 2, 0] and got["bytes"].tolist() == [3, 20, 0]
+    # a null element's view is never read, so it may hold anything
+    hb = views_array([view(-7), view(2, inline=b"hi")], [])
+    hb.buffers = [validity([False, True]), *hb.buffers[1:]]
+    hb.null_count = 1
+    got = core.text_stats(*hb.capsules())
+    assert got["valid"].tolist() == [False, True] and got["words"].tolist() == [0, 1]

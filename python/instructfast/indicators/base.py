@@ -69,7 +69,11 @@ class Availability:
 
 
 class NullCounter:
-    """Counts null values per output column and reason (one summary, never per-row warnings)."""
+    """Counts null values per output column and reason (one summary, never per-row warnings).
+
+    Not locked: each call that scores rows counts into its own counter, and
+    :class:`~instructfast.Scorer` adds those into its cumulative one under its lock (:meth:`merge`).
+    """
 
     def __init__(self) -> None:
         self._counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -94,7 +98,7 @@ class NullCounter:
         return sum(sum(r.values()) for r in self._counts.values())
 
     def merge(self, other: NullCounter) -> None:
-        """Add another counter's nulls and notes (a batch's, a shard's) to this one."""
+        """Add another counter's nulls and notes (a batch's, a call's, a shard's) to this one."""
         self.extend(other.as_dict(), other.notes_dict())
 
     def extend(self, nulls: dict[str, dict[str, int]], notes: dict[str, dict[str, int]] | None = None) -> None:
@@ -184,7 +188,25 @@ class Indicator:
             run.precision[self.precision.slot] = self.precision.describe()
 
 
+_NUMPY = {t: np.dtype(t.to_pandas_dtype()) for t in (pa.int32(), pa.int64(), pa.float32(), pa.float64())}
+
+
 def masked(values, invalid, type_: pa.DataType) -> pa.Array:
-    """A pyarrow array from numpy ``values`` with nulls where the boolean mask ``invalid`` is set."""
+    """A pyarrow array from numpy ``values`` with nulls where the boolean mask ``invalid`` is set.
+
+    Built from buffers where it can be: ``pa.array(ndarray)`` imports pandas to ask whether the array
+    is categorical (0.7 s and 40 MiB that a text-statistics run otherwise never loads).
+
+    >>> import numpy as np
+    >>> masked(np.array([1.5, 2.0, 3.0]), np.array([False, True, False]), pa.float64()).to_pylist()
+    [1.5, None, 3.0]
+    """
     invalid = np.asarray(invalid, dtype=bool)
+    dtype = _NUMPY.get(type_)
+    if dtype is not None and np.ndim(values) == 1:
+        arr = np.ascontiguousarray(values, dtype=dtype)
+        if not invalid.any():
+            return pa.Array.from_buffers(type_, len(arr), [None, pa.py_buffer(arr)])
+        valid = pa.py_buffer(np.packbits(~invalid, bitorder="little"))
+        return pa.Array.from_buffers(type_, len(arr), [valid, pa.py_buffer(arr)], null_count=int(invalid.sum()))
     return pa.array(values, type=type_, mask=invalid if invalid.any() else None)

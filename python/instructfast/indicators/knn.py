@@ -25,8 +25,10 @@ Options (``score(..., options={...})``, CLI ``--option KEY=VALUE``):
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import re
+import threading
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -86,6 +88,7 @@ class Knn(Indicator):
             "exact_max": knn.exact_max,
             "nprobe": knn.nprobe,
             "nlist": knn.nlist,
+            "ivf_storage": knn.ivf_storage,
             "recall_target": knn.recall_target,
             "recall_sample": knn.recall_sample,
             "backend": knn.backend,
@@ -96,6 +99,20 @@ class Knn(Indicator):
         if self.pool_dir:
             self.scope = "row"  # each row depends only on itself and the fixed pool
         self.report: SearchReport | None = None  # the search(es) of this run, for Python callers
+        # A reference-pool index tunes itself on its first search (nprobe) and merges reports:
+        # threads sharing a Scorer search it one at a time.
+        self._search_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The Ray engine ships the indicator to its pool-search task: a lock does not pickle (nor
+        # would it mean anything in another process), so the copy gets a fresh one.
+        state = self.__dict__.copy()
+        del state["_search_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._search_lock = threading.Lock()
 
     def output_columns(self) -> tuple[OutputColumn, ...]:
         return tuple(
@@ -124,7 +141,7 @@ class Knn(Indicator):
             models=opts.models,
             device=opts.device,
             threads=opts.threads,
-            runtime=opts.embedder.runtime(opts.onnx),
+            runtime={**opts.embedder.runtime(opts.onnx), "verify": opts.model.verify_models},
             backend=opts.embedder.backend,
             precision=Ask(opts.embedder.precision, opts.model.precision),
         )
@@ -235,11 +252,12 @@ class Knn(Indicator):
                 nulls.add(c, r, n)
         kmax = max(self.ks)
         exclude: Literal["match", "none"] = "match" if self.table_in_pool else "none"
-        dist, _, rep = self._index.search(u, kmax, exclude=exclude, self_tol=self.self_tol, recall_ks=self.ks)
-        if self.report is None:
-            self.report = rep
-        else:
-            self.report.merge(rep)
+        with self._search_lock:
+            dist, _, rep = self._index.search(u, kmax, exclude=exclude, self_tol=self.self_tol, recall_ks=self.ks)
+            if self.report is None:
+                self.report = copy.deepcopy(rep)
+            else:
+                self.report.merge(rep)
         if self.table_in_pool:
             for c in self.wanted:
                 nulls.note(c, "row not found in the reference pool (nothing excluded)", rep.no_self_match)

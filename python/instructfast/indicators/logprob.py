@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
+from ..models.long_text import cut_texts
 from ..models.precision import TORCH_DTYPES, TORCH_FORMATS, Ask, resolve_torch
 from ..models.registry import resolve, slot_status
 from ..options import ScoreOptions
@@ -66,7 +67,12 @@ class LogProb(Indicator):
         self.template = PromptTemplate.named(lm.prompt_template)  # a bad template fails before the load
         # a precision the machine cannot run fails here, before the model loads
         self.precision = resolve_torch("lm", Ask(lm.precision, opts.model.precision).of(TORCH_FORMATS), dev)
-        self.lm = load_causal_lm(resolve("lm", opts.models), device=dev, dtype=TORCH_DTYPES[self.precision.precision])
+        self.lm = load_causal_lm(
+            resolve("lm", opts.models),
+            device=dev,
+            dtype=TORCH_DTYPES[self.precision.precision],
+            verify=opts.model.verify_models,
+        )
         self.scorer = LMScorer(
             self.lm,
             token_budget=lm.token_budget or (65_536 if cuda else 8192),
@@ -81,7 +87,7 @@ class LogProb(Indicator):
     def record(self, run: RunRecord) -> None:
         from ..ops.logprob import resolve_impl
 
-        run.add_model(self.lm.source.record())
+        run.add_model({**self.lm.source.record(), "verified": self.lm.verified})
         run.implementations["lm device"] = self.device
         run.implementations["lm dtype"] = str(self.lm.model.dtype).removeprefix("torch.")
         self.record_precision(run)
@@ -103,11 +109,17 @@ class LogProb(Indicator):
             elif inst[i] is None:
                 reason[i] = NULL_INSTRUCTION
         ok = [i for i in range(n) if reason[i] is None]
-        prompts = [self.template.render(inst[i], inps[i], hist[i]) for i in ok]
-        ctx_ids = self.scorer.tokenize(prompts)
-        out_ids = self.scorer.tokenize([outs[i] for i in ok])
         bos = self.scorer.bos
         window = self.scorer.max_length
+        # Texts far past the window are cut first (the prompt keeps its end, the output its start):
+        # the overflow policy sees the same answer, without tokenising all of a book (models.long_text).
+        enc = self.scorer.encoder
+        prompts, _ = cut_texts(
+            [self.template.render(inst[i], inps[i], hist[i]) for i in ok], window, enc.count, enc.per_token, tail=True
+        )
+        outputs, _ = cut_texts([outs[i] for i in ok], window, enc.count, enc.per_token)
+        ctx_ids = self.scorer.tokenize(prompts)
+        out_ids = self.scorer.tokenize(outputs)
         cond: list[Encoded] = [Encoded([], [])] * n
         uncond: list[Encoded] = [Encoded([], [])] * n
         want_ifd = "ifd" in self.wanted

@@ -81,14 +81,13 @@ class Reward(Indicator):
             elif prompts[i] is None:
                 reason[i] = NULL_INSTRUCTION
         ok = [i for i in range(n) if reason[i] is None]
+        # texts far past the window are cut first: the same overflow answer, without tokenising a book
+        cut_prompts = self.model.cut([prompts[i] or "" for i in ok])
+        cut_outs = self.model.cut([outs[i] for i in ok])
         if self.model.kind == "reward-pair":
-            items: list = [(prompts[i], outs[i]) for i in ok]
+            items: list = list(zip(cut_prompts, cut_outs))
         else:
-            items = []
-            for i in ok:
-                prompt = prompts[i]
-                assert prompt is not None  # rows without a prompt got a null reason above
-                items.append(oasst_text(prompt, outs[i]))
+            items = self.model.cut([oasst_text(p, o) for p, o in zip(cut_prompts, cut_outs)])
         ids, types = self.model.encode(items, truncate=False)
         long = self.model.too_long(ids)
         if long.any():

@@ -90,7 +90,7 @@ class UniEval(Indicator):
                     if reason[i] is None and prompts[i] is None:
                         reason[i] = NULL_INSTRUCTION
             ok = [i for i in range(n) if reason[i] is None]
-            texts = [unieval_input(dim, outs[i], prompts[i]) for i in ok]
+            texts = self.model.cut([unieval_input(dim, outs[i], prompts[i]) for i in ok])  # bounded work
             full, _ = self.model.encode(texts, truncate=False)
             long = self.model.too_long(full)
             nulls.note(dim, TRUNCATED, int(long.sum()))

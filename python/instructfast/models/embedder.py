@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .._typing import EmbedderBackend
+from .._typing import EmbedderBackend, VerifyModels
 from ..columns import resolve_columns
 from ..errors import ArgumentTypeError, ModelError, PrecisionError
 from ..prompts import embedding_texts
@@ -94,7 +94,7 @@ class Embedder:
                 raise ArgumentTypeError(msg)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), CHUNK_ROWS):
-            chunk = texts[start : start + CHUNK_ROWS]
+            chunk = self.model.cut(texts[start : start + CHUNK_ROWS])  # a book is not tokenised whole
             ids, _ = self.model.encode(chunk, truncate=True)
             out[start : start + len(chunk)] = self.model.run(ids, progress=progress)
         return out
@@ -105,9 +105,9 @@ _LOADED: dict[tuple, Embedder] = {}
 _LOCK = threading.Lock()
 
 
-def exported_folder(src: ModelSource) -> Path:
+def exported_folder(src: ModelSource, *, verify: VerifyModels = "cached") -> Path:
     """An exported ONNX folder for ``src``: the folder itself, or the cached export (made once)."""
-    return cached_export("embedder", src)
+    return cached_export("embedder", src, verify=verify)
 
 
 def embedder_precision(
@@ -167,7 +167,8 @@ def load_embedder(
         :func:`embedder_precision`); int8 loads the quantised copy of the graph (made once, cached).
     runtime
         Batching and session settings passed to :class:`OnnxModel` (``token_budget``,
-        ``max_rows``, ``slack``, ``spin``, ``inter_threads``) or to the torch embedder.
+        ``max_rows``, ``slack``, ``spin``, ``inter_threads``) or to the torch embedder, and
+        ``verify`` (``"cached"`` or ``"full"``: :mod:`instructfast.models.verify`).
 
     Raises
     ------
@@ -179,7 +180,8 @@ def load_embedder(
     if use_torch(backend, device, src):
         dtype = TORCH_DTYPES[resolved.precision]
         return load_torch_embedder(src, device=device, threads=threads, dtype=dtype, precision=resolved, **runtime)
-    folder = exported_folder(src)
+    verify = runtime.get("verify", "cached")
+    folder = exported_folder(src, verify=verify)  # type: ignore[arg-type]  # OnnxModel checks the settings
     if resolved.precision == "int8":
         folder = quantized_folder(folder)
     key = (str(Path(folder).resolve()), device, threads, tuple(sorted(runtime.items())), resolved)

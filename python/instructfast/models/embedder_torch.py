@@ -30,6 +30,7 @@ import numpy as np
 from .._typing import EmbedderBackend
 from ..batching import length_buckets
 from ..errors import ArgumentError, ArgumentTypeError, ModelError
+from .long_text import chars_per_token, cut_texts
 from .precision import TORCH_DTYPES, Resolved
 from .registry import ModelSource
 
@@ -170,7 +171,8 @@ class TorchEmbedder:
             msg = f"{src}: the embedder supports mean pooling (SentenceBERT), this model uses {pooling!r}"
             raise ModelError(msg)
         tok = graphs._tokenizer(src, None)
-        body = AutoModel.from_pretrained(src, attn_implementation="sdpa", dtype=getattr(torch, dtype))
+        local = {"local_files_only": True} if Path(src).exists() else {}  # the hub only for a hub id the user named
+        body = AutoModel.from_pretrained(src, attn_implementation="sdpa", dtype=getattr(torch, dtype), **local)
         self.module = graphs.MeanPoolEmbedder(body.to(dev).eval()).eval()
         self.max_length: int = graphs._window(tok, body.config, max_length or sbert_len, 512)
         self.dim: int = int(body.config.hidden_size)
@@ -184,12 +186,18 @@ class TorchEmbedder:
         self._tok = Tokenizer.from_str(tok.backend_tokenizer.to_str())
         self._tok.no_padding()
         self._tok.enable_truncation(self.max_length, strategy="longest_first")
+        self._per_token = chars_per_token(list(self._tok.get_vocab()))
         self.pad_id = int(tok.pad_token_id) if tok.pad_token_id is not None else 0
         cuda = dev.type == "cuda"
         self.token_budget = int(token_budget or (65_536 if cuda else 8192))
         self.max_rows = int(max_rows or (256 if cuda else 64))
         self.slack = (0.5 if cuda else 0.05) if slack == "auto" else slack
         self._torch = torch
+        self.verified = "not checked (built directly)"  # load_torch_embedder checks before building
+        self._runs = threading.Lock()  # one batch at a time: each forward already uses every torch thread
+
+    def _count(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
 
     def record(self) -> dict[str, str | None]:
         """What a run record keeps of this embedder: backend, device, dtype, folder, content hash."""
@@ -201,6 +209,7 @@ class TorchEmbedder:
             "location": str(self.source),
             "sha256": source_sha256(self.source),
             "backend": f"torch {self.device} {self.dtype}",
+            "verified": self.verified,
         }
 
     def embed(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -217,7 +226,8 @@ class TorchEmbedder:
         out = torch.empty((n, self.dim), dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             for start in range(0, n, CHUNK_ROWS):
-                ids = [e.ids for e in self._tok.encode_batch(texts[start : start + CHUNK_ROWS])]
+                chunk = cut_texts(texts[start : start + CHUNK_ROWS], self.max_length, self._count, self._per_token)[0]
+                ids = [e.ids for e in self._tok.encode_batch(chunk)]
                 lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
                 for pos in length_buckets(lengths, self.token_budget, self.max_rows, self.slack):
                     width = int(lengths[pos].max())
@@ -226,10 +236,11 @@ class TorchEmbedder:
                     for j, i in enumerate(pos):
                         batch[j, : lengths[i]] = ids[i]
                         mask[j, : lengths[i]] = 1
-                    emb = self.module(
-                        torch.from_numpy(batch).to(self.device, non_blocking=True),
-                        torch.from_numpy(mask).to(self.device, non_blocking=True),
-                    )
+                    with self._runs:
+                        emb = self.module(
+                            torch.from_numpy(batch).to(self.device, non_blocking=True),
+                            torch.from_numpy(mask).to(self.device, non_blocking=True),
+                        )
                     rows = torch.from_numpy(pos + start).to(self.device, non_blocking=True)
                     out[rows] = emb.float()
                     if progress is not None:
@@ -255,12 +266,17 @@ def load_torch_embedder(
     ``slack``, ``max_length``). ONNX Runtime's settings (``threads``, ``spin``, ``inter_threads``)
     are ignored, so one settings dict serves both backends.
     """
+    from .verify import verify_first_use
+
     settings = {k: v for k, v in runtime.items() if k not in _ORT_ONLY}
+    verify = settings.pop("verify", "cached")
     key = (src.location, device, tuple(sorted(settings.items())))
     with _LOCK:
         emb = _LOADED.get(key)
         if emb is None:
+            verified = "hub id: not verified" if src.kind == "hub-id" else verify_first_use(src.location, mode=verify)  # type: ignore[arg-type]  # checked there
             emb = TorchEmbedder(src.location, device=device, **settings)  # type: ignore[arg-type]
+            emb.verified = verified
             _LOADED[key] = emb
     if precision is not None:
         emb.precision = precision

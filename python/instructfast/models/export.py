@@ -33,10 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .._typing import VerifyModels
 from ..errors import ArgumentError, ExportError, ExportVerificationError, MissingDependencyError, ModelError
 from ..prompts import embedding_text, oasst_text, unieval_input
 from .onnx_runtime import FORMAT, MANIFEST, OnnxModel, read_manifest
 from .registry import ModelSource, build_once, cache_dir, sha256_file
+from .verify import verify_first_use
 
 DEFAULT_OPSET = 18
 _TWO_GB = 2_000_000_000
@@ -436,11 +438,17 @@ def _source_key(kind: str, src: ModelSource) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_export(kind: str, src: ModelSource) -> Path:
+def cached_export(kind: str, src: ModelSource, *, verify: VerifyModels = "cached") -> Path:
     """An exported folder for ``src``: an ``onnx-folder`` as it is (its kind checked), otherwise
     the export of the Hugging Face folder or hub id into ``cache_dir()/onnx/``, made once
     (other processes wait on a file lock, then reuse it).
+
+    A Hugging Face folder is checked against the hashes recorded at its first use before anything
+    is read from it (:func:`~instructfast.models.verify.verify_first_use`); the export itself is
+    checked against its manifest when it is loaded.
     """
+    if src.kind == "hf-folder":
+        verify_first_use(src.location, mode=verify)
     if src.kind == "onnx-folder":
         m = read_manifest(src.location)
         if not (m["kind"] == kind or (kind == "reward" and m["kind"].startswith("reward-"))):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..batching import length_buckets
-from .causal_lm import LoadedLM
+from .causal_lm import LoadedLM, TextEncoder, text_encoder
 
 
 @dataclass
@@ -115,6 +115,12 @@ class LMScorer:
         self.fused_ok = not (getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None))
         self._torch = torch
 
+    @property
+    def encoder(self) -> TextEncoder:
+        """Thread-safe token ids (transformers' ``__call__`` is not), made on first use: a caller that
+        scores token ids only (the GPU check, with a stub tokenizer) never needs one."""
+        return text_encoder(self.tok)
+
     def _bos_prefix(self) -> list[int]:
         """The BOS the tokenizer adds on its own (none for tokenizers that declare but do not add it)."""
         bos = self.tok.bos_token_id
@@ -124,9 +130,8 @@ class LMScorer:
         return [bos] if ids and ids[0] == bos else []
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return self.tok(list(texts), add_special_tokens=False)["input_ids"]
+        """Token ids of ``texts`` without special tokens (safe from many threads)."""
+        return self.encoder.encode(list(texts))
 
     def logprob_sums(self, rows: Sequence[Encoded]) -> tuple[np.ndarray, np.ndarray]:
         """(sum of target log-probs, number of target tokens) per row, in input order.
@@ -142,6 +147,13 @@ class LMScorer:
         idx_live = np.nonzero(live)[0]
         if not len(idx_live):
             return sums, counts
+        with self.lm.run_lock:  # one pass at a time per model (see LoadedLM.run_lock)
+            self._run_groups(rows, idx_live, lengths, sums, counts)
+        return sums, counts
+
+    def _run_groups(
+        self, rows: Sequence[Encoded], idx_live: np.ndarray, lengths: np.ndarray, sums: np.ndarray, counts: np.ndarray
+    ) -> None:
         for group in self._groups(rows, idx_live):
             shared = self._shared_prefix(rows, group)
             prefix = self._prefix_cache(rows[group[0]].context[:shared]) if shared else None
@@ -152,7 +164,6 @@ class LMScorer:
                 s, c = self._batch(rows, batch, shared, prefix)
                 sums[batch] = s
                 counts[batch] = c
-        return sums, counts
 
     def _groups(self, rows: Sequence[Encoded], idx: np.ndarray) -> list[np.ndarray]:
         """Row positions grouped by their first ``group_tokens`` context tokens.

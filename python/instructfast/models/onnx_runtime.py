@@ -15,7 +15,10 @@ tokenizer files and ``manifest.json``. :class:`OnnxModel` opens it once:
   (padding is masked in every graph).
 
 ``InferenceSession.run`` is thread-safe and the encoders are only read after loading, so one
-``OnnxModel`` may be shared by many threads.
+``OnnxModel`` may be shared by many threads; their batches run one at a time (each run uses every
+intra-op thread already, and concurrent runs would each hold their own working memory).
+Before a session is built, every file is checked against the manifest's SHA-256
+(:mod:`instructfast.models.verify`).
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from typing import Literal
 import numpy as np
 
 from .._cores import available_cores
+from .._typing import VerifyModels
 from ..batching import length_buckets
 from ..errors import ArgumentError, ImplementationFallbackWarning, MissingDependencyError, ModelError, ModelFileError
+from .long_text import chars_per_token, cut_texts
+from .verify import verify_manifest
 
 MANIFEST = "manifest.json"
 FORMAT = "instructfast-onnx"
@@ -157,6 +163,12 @@ class OnnxModel:
         A packed graph spends nothing on padding outside attention, so on a CPU it takes up
         to 256 rows per batch under 4096 tokens (2048 to 8192 measured alike; the smaller
         batch holds less memory).
+    verify
+        Check every file against the manifest's SHA-256 before loading (:mod:`instructfast.models.verify`):
+        ``"cached"`` re-hashes files whose size or mtime changed, ``"full"`` all of them.
+    max_concurrent
+        Batches run at once by threads sharing this model (1: each ORT run already uses
+        ``threads`` cores; concurrent runs would each hold their own working memory).
     """
 
     def __init__(
@@ -170,9 +182,13 @@ class OnnxModel:
         token_budget: int | None = None,
         max_rows: int | None = None,
         slack: float | Literal["auto"] | None = "auto",
+        verify: VerifyModels = "cached",
+        max_concurrent: int = 1,
     ) -> None:
         self.folder = Path(folder)
         self.manifest = read_manifest(folder)
+        self.verified = verify_manifest(self.folder, self.manifest, mode=verify)  # before a byte is loaded
+        self._runs = threading.Semaphore(max_concurrent)
         self.kind: str = self.manifest["kind"]
         self.max_length: int = int(self.manifest["max_length"])
         self.input_names: list[str] = list(self.manifest["inputs"])
@@ -199,6 +215,7 @@ class OnnxModel:
         self.slack: float | None = (0.5 if self.on_gpu else 0.05) if slack == "auto" else slack
         self._tok_trunc = load_tokenizer(self.folder, truncate_at=self.max_length)
         self._tok_full = load_tokenizer(self.folder, truncate_at=None)
+        self.per_token = chars_per_token(list(self._tok_full.get_vocab()))
 
     def source_record(self) -> dict[str, str | None]:
         """Kind, folder and the content hash of the exported files, for a run record."""
@@ -210,6 +227,7 @@ class OnnxModel:
             "sha256": digest if files else None,
             "exported_from": self.manifest.get("source"),
             "precision": self.precision,
+            "verified": self.verified,
         }
 
     # -- tokenising -------------------------------------------------------------------
@@ -227,6 +245,15 @@ class OnnxModel:
         ids = [e.ids for e in encs]
         types = [e.type_ids for e in encs] if "token_type_ids" in self.input_names else None
         return ids, types
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` (no special tokens)."""
+        return len(self._tok_full.encode(text, add_special_tokens=False).ids)
+
+    def cut(self, texts: Sequence[str]) -> list[str]:
+        """``texts`` with those far past the window cut to a prefix that is still past it
+        (:func:`instructfast.models.long_text.cut_texts`): same overflow answer, bounded work."""
+        return cut_texts(texts, self.max_length, self.count, self.per_token)[0]
 
     def too_long(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         return np.fromiter((len(x) > self.max_length for x in ids), dtype=bool, count=len(ids))
@@ -261,7 +288,8 @@ class OnnxModel:
                     pad_id=self.pad_id,
                     token_types="token_type_ids" in self.input_names,
                 )
-            res = self.session.run(self.output_names[:1], feed)[0]
+            with self._runs:  # one batch at a time per model (see max_concurrent)
+                res = self.session.run(self.output_names[:1], feed)[0]
             if out is None:
                 out = np.empty((n, *res.shape[1:]), dtype=np.float32)
             out[pos] = res

@@ -27,10 +27,13 @@ def load_onnx_slot(slot: str, options: ScoreOptions, *, kinds: tuple[str, ...]) 
     precision = resolve_onnx(
         slot, Ask(group.precision, options.model.precision).of(ONNX_FORMATS), on_gpu=cuda_provider(options.device)
     )
-    folder = cached_export(slot, resolve(slot, options.models))
+    verify = options.model.verify_models
+    folder = cached_export(slot, resolve(slot, options.models), verify=verify)
     if precision.precision == "int8":
         folder = quantized_folder(folder)
-    model = shared_model(folder, device=options.device, threads=options.threads, **group.runtime(options.onnx))
+    model = shared_model(
+        folder, device=options.device, threads=options.threads, verify=verify, **group.runtime(options.onnx)
+    )
     if model.kind not in kinds:
         msg = (
             f"{folder} holds a {model.kind!r} export, not a {slot} model (expected {' or '.join(map(repr, kinds))}); "

@@ -19,6 +19,7 @@ import pyarrow as pa
 from .._native import core
 from ..errors import ArgumentError, ArgumentTypeError
 from . import textstats_py
+from .utf8 import TextProblem, invalid_utf8, raw_value
 
 _KEYS = (
     ("valid", np.bool_),
@@ -113,6 +114,13 @@ def text_stats(
         ``threshold`` / ``threads`` are not numbers.
     instructfast.ArgumentError
         If ``threshold`` is not in (0, 1) or ``threads`` is less than 1.
+    instructfast.InvalidTextError
+        If a string holds invalid UTF-8 (the native core finds it while tokenizing; the
+        message names the element and the byte). Repair such arrays first with
+        :func:`instructfast.ops.utf8.replace_invalid_utf8` (``score()`` does, with
+        ``on_invalid_utf8="replace"``).
+    instructfast.ArrowDataError
+        If the array's buffers are malformed (offsets, view lengths; checked before reading).
 
     Examples
     --------
@@ -137,16 +145,27 @@ def text_stats(
         raise ArgumentTypeError(msg)
 
     parts = []
+    start = 0
     for chunk in chunks:
         if len(chunk) == 0:
             continue
         if core is not None:
             schema_capsule, array_capsule = chunk.__arrow_c_array__()
-            parts.append(
-                core.text_stats(schema_capsule, array_capsule, threshold=threshold, threads=n_threads, mtld=mtld)
-            )
+            got = core.text_stats(schema_capsule, array_capsule, threshold=threshold, threads=n_threads, mtld=mtld)
+            bad = got.pop("utf8_error")  # found while tokenizing, at no extra pass
         else:
-            parts.append(textstats_py.text_stats(chunk.to_pylist(), threshold=threshold, mtld=mtld))
+            bad = invalid_utf8(chunk)  # to_pylist would fail on it with a bare UnicodeDecodeError
+        if (bad >= 0).any():
+            i = int(np.argmax(bad >= 0))
+            raise TextProblem("", start + i, int(bad[i]), raw_value(chunk, i)).error(
+                f"`array` element {start + i}",
+                hint="repair the array first (instructfast.ops.utf8.replace_invalid_utf8), "
+                "or score() with on_invalid_utf8='replace'",
+            )
+        if core is None:
+            got = textstats_py.text_stats(chunk.to_pylist(), threshold=threshold, mtld=mtld)
+        parts.append(got)
+        start += len(chunk)
     if not parts:
         return _empty()
     if len(parts) == 1:

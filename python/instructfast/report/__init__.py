@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import ArgumentError, ArgumentTypeError
+from ..io import created_mode
 from ..rules import Rule
 from ..scoring import RULE_COLUMN
 from .collect import Settings, gather, plan_rule
@@ -229,6 +230,7 @@ def report(
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, created_mode())
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -1,15 +1,18 @@
 """Reading and writing record files: JSON, JSON Lines, Parquet, Arrow IPC and CSV.
 
-Readers stream record batches where the format allows (JSONL, Parquet, IPC, CSV);
-a JSON array is parsed whole. Errors name the file and, where it can be found, the
-line. Writers always write to a temporary name in the target directory and rename at
-the end, so an output file that exists is complete.
+Readers stream record batches (JSON arrays too, re-laid one element per line: see
+:mod:`instructfast.io._json`); a record may be as long as ``max_record_bytes``. Errors name the
+file and, where it can be found, the line. Text is passed on unchecked; the scorer checks it.
+Writers always write to a temporary name in the target directory and rename at the end, so an
+output file that exists is complete, and they refuse to write text that is not valid UTF-8 (a
+Parquet or Arrow string column holding it cannot be read back into Python).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,14 +24,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from ._arrow import to_reader
-from ._typing import FileFormat
-from .columns import LAYOUTS
-from .errors import ArgumentError, InputFormatError, SchemaError
-from .sidecar import attach
+from .._arrow import to_reader
+from .._typing import FileFormat
+from ..columns import LAYOUTS
+from ..errors import ArgumentError, InputFormatError, InvalidTextError, SchemaError
+from ..sidecar import attach
+from ._json import JsonSource
 
 _EXT: dict[str, FileFormat] = {
     ".json": "json",
@@ -74,6 +77,7 @@ class FileSource:
     schema: pa.Schema
     num_rows: int | None
     _open: Callable[[], Iterator[pa.RecordBatch]]
+    _locate: Callable[[int], str | None] | None = None
     # Parquet only: the file, so projections and row takes read just the column chunks they need.
     _parquet: pq.ParquetFile | None = None
     _batch_rows: int = 65_536
@@ -82,16 +86,23 @@ class FileSource:
         """Fresh iterator over the file's batches (each call starts at the top).
 
         ``columns`` keeps only those columns, in that order; Parquet then reads no other column chunk.
+        Each batch passes pyarrow's structural check (buffer sizes against offsets; cheap): a
+        corrupt Parquet or IPC file can hold offsets past its data, which no later reader could
+        tell from the C data interface alone.
         """
         cols = self._projection(columns)
         try:
             if cols is not None and self._parquet is not None:
-                yield from self._parquet.iter_batches(batch_size=self._batch_rows, columns=cols)
-                return
-            for b in self._open():
-                yield b if cols is None else b.select(cols)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+                batches = self._parquet.iter_batches(batch_size=self._batch_rows, columns=cols)
+            else:
+                batches = self._open()
+            for b in batches:
+                b.validate()
+                yield b if cols is None or self._parquet is not None else b.select(cols)
+        except (pa.ArrowException, OSError) as e:  # corrupt content found while reading
             raise _located(self.path, self.format, e) from e
+        except UnicodeDecodeError as e:
+            raise _bad_name(self.path, e) from None
 
     def take(self, positions: Sequence[int] | np.ndarray, columns: Sequence[str] | None = None) -> pa.Table:
         """The rows at ``positions`` (0-based, any order, repeats allowed), in that order.
@@ -155,6 +166,12 @@ class FileSource:
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
+    def locate(self, row: int) -> str:
+        """Where row ``row`` (0-based, in file order) is, for messages: ``data.jsonl:17:42`` (line and
+        column of its first invalid text), ``data.csv:18`` (its first line) or ``data.parquet: row 16``."""
+        where = self._locate(row) if self._locate is not None else None
+        return f"{self.path}:{where}" if where else f"{self.path}: row {row}"
+
 
 def scan_file(
     path: str | os.PathLike[str],
@@ -162,6 +179,7 @@ def scan_file(
     format: str | None = None,
     batch_rows: int = 65_536,
     text_columns: tuple[str, ...] = (),
+    max_record_bytes: int = 1 << 30,
 ) -> FileSource:
     """Open a record file for streaming.
 
@@ -175,11 +193,18 @@ def scan_file(
         Target rows per batch for formats that allow choosing.
     text_columns
         Extra columns to read as strings in CSV/JSON (the known layouts' text columns always are).
+    max_record_bytes
+        Longest record (JSON Lines line, JSON array element, CSV record) read; a longer one is an
+        error naming its line and the limit (option ``max_record_bytes``).
+
+    Text is read as bytes, unchecked (invalid UTF-8 and lone surrogate escapes included):
+    :class:`instructfast.Scorer` checks it, and writers refuse to write it.
 
     Raises
     ------
     InputFormatError
-        Missing or empty file, unreadable content (with the line where it can be found).
+        Missing or empty file, unreadable content (with the line where it can be found), a record
+        over ``max_record_bytes``.
     """
     p = Path(path)
     fmt = detect_format(p, format)
@@ -195,18 +220,45 @@ def scan_file(
     text_cols = tuple(dict.fromkeys(_TEXT_COLUMNS + list(text_columns)))
     try:
         if fmt == "parquet":
-            return _scan_parquet(p, batch_rows)
-        if fmt in ("arrow", "arrows"):
-            return _scan_ipc(p, fmt)
-        if fmt == "csv":
-            return _scan_csv(p, text_cols)
-        if fmt == "json" and _first_byte(p) == b"[":
-            return _scan_json_array(p, batch_rows)
-        return _scan_jsonl(p, text_cols, fmt)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
+            src = _scan_parquet(p, batch_rows)
+        elif fmt in ("arrow", "arrows"):
+            src = _scan_ipc(p, fmt)
+        elif fmt == "csv":
+            src = _scan_csv(p, text_cols, max_record_bytes)
+        else:
+            if fmt == "json" and _first_byte(p) != b"[":
+                fmt = "jsonl"  # a .json file holding JSON Lines
+            src = _scan_json(p, text_cols, fmt, max_record_bytes, batch_rows)
+    except (pa.ArrowException, OSError) as e:
         raise _located(p, fmt, e) from e
+    except UnicodeDecodeError as e:  # pyarrow decoding a column name or path of the file
+        raise _bad_name(p, e) from None
+    _check_names(src.schema, p)
+    return src
+
+
+def _bad_name(p: Path, e: UnicodeDecodeError) -> InvalidTextError:
+    msg = (
+        f"{p}: a column name (or another name in the file's schema) is not valid UTF-8 ({e.reason} at byte "
+        f"{e.start} of {e.object[:40]!r}); fix it at the source"
+    )
+    return InvalidTextError(msg)
+
+
+def _check_names(schema: pa.Schema | pa.DataType, p: Path, where: str = "") -> None:
+    """Column (and nested field) names must be text: pyarrow cannot even show a name that is not UTF-8."""
+    fields = list(range(len(schema))) if isinstance(schema, pa.Schema) else list(range(schema.num_fields))
+    for i in fields:
+        f = schema.field(i)
+        try:
+            name = f.name
+        except UnicodeDecodeError as e:
+            msg = (
+                f"{p}: the name of column {where}{i} (counting from 0) is not valid UTF-8 ({e.reason} at byte "
+                f"{e.start}); fix the header or field name at the source"
+            )
+            raise InvalidTextError(msg) from None
+        _check_names(f.type, p, f"{where}{name}.")
 
 
 def read_table(
@@ -265,6 +317,8 @@ def to_table(data: Any) -> pa.Table:
 def _first_byte(p: Path) -> bytes:
     with pa.input_stream(str(p), compression="detect") as f:
         chunk = f.read(4096)
+        while chunk and not chunk.strip():
+            chunk = f.read(4096)
     return chunk.lstrip()[:1]
 
 
@@ -300,82 +354,108 @@ def _scan_ipc(p: Path, fmt: FileFormat) -> FileSource:
         return FileSource(p, "arrows", s.schema, None, lambda: iter(ipc.open_stream(pa.memory_map(str(p)))))
 
 
-def _scan_csv(p: Path, text_cols: tuple[str, ...]) -> FileSource:
-    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in text_cols}, strings_can_be_null=False)
+def _scan_csv(p: Path, text_cols: tuple[str, ...], limit: int) -> FileSource:
+    # check_utf8=False: text is checked (and repaired on request) by the scorer, with rows named
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in text_cols}, strings_can_be_null=False, check_utf8=False
+    )
+    # pyarrow parses CSV in blocks and cannot read a record longer than one block
+    read = pacsv.ReadOptions(block_size=max(1 << 20, _longest_csv_record(p, limit) + (1 << 16)))
 
     def gen():
-        return iter(pacsv.open_csv(str(p), convert_options=convert))
+        return iter(pacsv.open_csv(str(p), read_options=read, convert_options=convert))
 
-    schema = pacsv.open_csv(str(p), convert_options=convert).schema
-    return FileSource(p, "csv", schema, None, gen)
+    schema = pacsv.open_csv(str(p), read_options=read, convert_options=convert).schema
+
+    def locate(row: int) -> str | None:
+        line = _csv_record_line(p, row + 1)  # record 0 is the header
+        return None if line is None else str(line)
+
+    return FileSource(p, "csv", schema, None, gen, locate)
 
 
-def _scan_jsonl(p: Path, text_cols: tuple[str, ...], fmt: FileFormat) -> FileSource:
-    # Text columns get an explicit string type so a first block of nulls cannot fix
-    # them as null type, and a number where text belongs is an error, not a cast.
+@dataclass
+class _CsvChunk:
+    offset: int  # of the chunk in the (decompressed) file
+    length: int
+    lines_before: int  # newlines before the chunk
+    newlines: np.ndarray  # positions of the newlines in the chunk
+    ends: np.ndarray  # positions of the newlines that end a record (outside quotes)
+
+
+def _csv_chunks(p: Path) -> Iterator[_CsvChunk]:
+    """The file in chunks, with its record ends found quote-aware (a quoted value may span lines)."""
+    quoted, offset, lines = 0, 0, 0
     with pa.input_stream(str(p), compression="detect") as f:
-        head = f.read(1 << 20)
-    keys: set[str] = set()
-    for line in head.splitlines()[:200]:
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            break
-        if isinstance(obj, dict):
-            keys |= obj.keys()
-    explicit = pa.schema([(c, pa.string()) for c in text_cols if c in keys])
-    parse = pajson.ParseOptions(explicit_schema=explicit, unexpected_field_behavior="infer", newlines_in_values=False)
-    read = pajson.ReadOptions(block_size=8 << 20)
-
-    def gen():
-        with pa.input_stream(str(p), compression="detect") as f:
-            yield from pajson.open_json(f, read_options=read, parse_options=parse)
-
-    with pa.input_stream(str(p), compression="detect") as f:
-        schema = pajson.open_json(f, read_options=read, parse_options=parse).schema
-    return FileSource(p, fmt, schema, _count_lines(p), gen)
+        while chunk := f.read(1 << 22):
+            a = np.frombuffer(chunk, dtype=np.uint8)
+            nl = np.flatnonzero(a == 0x0A)
+            q = a == 0x22
+            if q.any():  # inside quotes after a byte iff an odd number of quotes so far ("" escapes count twice)
+                inside = (np.cumsum(q, dtype=np.int64) + quoted) & 1
+                ends = nl[inside[nl] == 0]
+                quoted = int(inside[-1])
+            else:
+                ends = nl if not quoted else nl[:0]
+            yield _CsvChunk(offset, len(a), lines, nl, ends)
+            offset += len(a)
+            lines += len(nl)
 
 
-def _scan_json_array(p: Path, batch_rows: int) -> FileSource:
-    with pa.input_stream(str(p), compression="detect") as f:
-        try:
-            records = json.loads(f.read())
-        except json.JSONDecodeError as e:
-            msg = f"{p}:{e.lineno}: invalid JSON ({e.msg}, column {e.colno})"
-            raise InputFormatError(msg) from e
-    if not isinstance(records, list):
-        msg = f"{p}: expected a JSON array of objects or JSON Lines, got a top-level {type(records).__name__}"
-        raise InputFormatError(msg)
-    for i, r in enumerate(records):
-        if not isinstance(r, dict):
-            msg = f"{p}: record {i} is a {type(r).__name__}, expected a JSON object"
-            raise InputFormatError(msg)
-    if not records:
-        msg = f"{p}: the JSON array holds no records"
-        raise InputFormatError(msg)
-    try:
-        table = pa.Table.from_pylist(records)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        msg = f"{p}: {_record_type_problem(records) or e}"
-        raise InputFormatError(msg) from e
-    return FileSource(p, "json", table.schema, table.num_rows, lambda: iter(table.to_batches(max_chunksize=batch_rows)))
+def _longest_csv_record(p: Path, limit: int) -> int:
+    """Bytes of the longest CSV record; InputFormatError naming its line past ``limit``."""
+    longest, start, start_line, total = 0, 0, 1, 0
+    for c in _csv_chunks(p):
+        total = c.offset + c.length
+        if len(c.ends):
+            lengths = c.ends + c.offset - np.concatenate(([start], c.ends[:-1] + c.offset + 1))
+            worst = int(np.argmax(lengths))
+            if lengths[worst] > limit:
+                line = start_line if worst == 0 else _line_after(c, int(c.ends[worst - 1]))
+                raise _csv_too_long(p, line, limit)
+            longest = max(longest, int(lengths[worst]))
+            start, start_line = int(c.ends[-1]) + c.offset + 1, _line_after(c, int(c.ends[-1]))
+        if total - start > limit:  # an open record already past the limit: stop reading
+            raise _csv_too_long(p, start_line, limit)
+    return max(longest, total - start)
 
 
-def _record_type_problem(records: list[dict]) -> str | None:
-    """First record whose field type disagrees with the first non-null value of that field."""
-    first: dict[str, tuple[type, int]] = {}
-    for i, r in enumerate(records):
-        for k, v in r.items():
-            if v is None:
-                continue
-            t = float if isinstance(v, int) and not isinstance(v, bool) else type(v)
-            if k not in first:
-                first[k] = (t, i)
-            elif first[k][0] is not t and not (first[k][0] is float and t is int):
-                return (
-                    f"record {i}: field `{k}` is {type(v).__name__} but record {first[k][1]} has {first[k][0].__name__}"
-                )
+def _line_after(c: _CsvChunk, newline: int) -> int:
+    """File line that starts after the newline at position ``newline`` of chunk ``c``."""
+    return c.lines_before + int(np.searchsorted(c.newlines, newline, side="right")) + 1
+
+
+def _csv_too_long(p: Path, line: int, limit: int) -> InputFormatError:
+    return InputFormatError(
+        f"{p}:{line}: a CSV record longer than {limit:,} bytes (the max_record_bytes limit); raise it with "
+        "--option max_record_bytes=N if it is one record (an unclosed quote makes the rest of the file one record)"
+    )
+
+
+def _csv_record_line(p: Path, record: int) -> int | None:
+    """File line (1-based) where CSV record ``record`` starts (the header is record 0)."""
+    if record <= 0:
+        return 1
+    seen = 0
+    for c in _csv_chunks(p):
+        if seen + len(c.ends) >= record:
+            return _line_after(c, int(c.ends[record - 1 - seen]))  # after the newline ending the record before
+        seen += len(c.ends)
     return None
+
+
+def _scan_json(p: Path, text_cols: tuple[str, ...], fmt: FileFormat, limit: int, batch_rows: int) -> FileSource:
+    src = JsonSource(p, fmt, text_cols, limit, batch_rows)
+    n = _count_lines(p) if fmt == "jsonl" else None
+
+    def locate(row: int) -> str | None:
+        pos = src.locate(row)
+        if pos is None:
+            return None
+        line, col = pos
+        return f"{line}" if col is None else f"{line}:{col}"
+
+    return FileSource(p, fmt, src.schema, n, src.batches, locate)
 
 
 def _count_lines(p: Path) -> int | None:
@@ -392,48 +472,66 @@ def _count_lines(p: Path) -> int | None:
 
 
 def _located(p: Path, fmt: str, e: Exception) -> InputFormatError:
-    """Turn an Arrow parse error into one naming the file and (for JSONL) the first bad line."""
-    if fmt in ("jsonl", "json"):
-        where = _first_bad_jsonl_line(p)
-        if where:
-            return InputFormatError(f"{p}:{where}")
+    """An Arrow read error as one naming the file (JSON errors are located by :class:`JsonSource` itself)."""
+    if isinstance(e, InputFormatError):
+        return e
     return InputFormatError(f"{p}: cannot read as {fmt}: {e}")
-
-
-def _first_bad_jsonl_line(p: Path) -> str | None:
-    types: dict[str, tuple[str, int]] = {}
-    with pa.input_stream(str(p), compression="detect") as f:
-        for lineno, raw in enumerate(f.read().splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except ValueError as e:
-                return f"{lineno}: invalid JSON ({e})"
-            if not isinstance(obj, dict):
-                return f"{lineno}: expected a JSON object, got {type(obj).__name__}"
-            for k, v in obj.items():
-                if v is None:
-                    continue
-                t = "number" if isinstance(v, (int, float)) and not isinstance(v, bool) else type(v).__name__
-                if k in _TEXT_COLUMNS and t != "str":
-                    return f"{lineno}: field `{k}` must be a string, got {t}"
-                if k in types and types[k][0] != t:
-                    return f"{lineno}: field `{k}` is {t} but line {types[k][1]} has {types[k][0]}"
-                types.setdefault(k, (t, lineno))
-    return None
 
 
 # ---------------------------------------------------------------------------- writers
 
 
+def _holds_text(t: pa.DataType) -> bool:
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or getattr(pa.types, "is_string_view", bool)(t):
+        return True
+    if pa.types.is_dictionary(t):
+        return _holds_text(t.value_type)
+    return any(_holds_text(t.field(i).type) for i in range(t.num_fields))
+
+
+def _holds_bytes(t: pa.DataType) -> bool:
+    """Text, binary, or nested (whose leaves may be either)."""
+    return _holds_text(t) or pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+_UTF8_ROW = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
+
+
+def check_text(batch: pa.RecordBatch, target: str | os.PathLike[str]) -> None:
+    """Raise :class:`~instructfast.InvalidTextError` when a string column of ``batch`` holds invalid UTF-8.
+
+    The writers' last line of defence: a Parquet or Arrow string column holding invalid UTF-8 is
+    written without complaint and fails only when someone reads it back into Python. The scorer
+    checks and repairs text long before (``on_invalid_utf8``); this catches what did not pass it.
+    """
+    for k, f in enumerate(batch.schema):
+        if not _holds_text(f.type):
+            continue
+        try:
+            batch.column(k).validate(full=True)
+        except pa.ArrowInvalid as e:
+            m = _UTF8_ROW.search(str(e))
+            where = f" row {m.group(1)} of" if m and not pa.types.is_nested(f.type) else ""
+            msg = (
+                f"{target}: not written:{where} column `{f.name}` holds invalid UTF-8 ({e}), which a string column "
+                "must not hold (it could not be read back); score the input with on_invalid_utf8='replace' "
+                "(CLI --on-invalid-utf8=replace) to repair it, or fix it at the source"
+            )
+            raise InvalidTextError(msg) from None
+
+
 class _BatchWriter:
-    def __init__(self, path: str, schema: pa.Schema, fmt: FileFormat) -> None:
+    def __init__(self, path: str, schema: pa.Schema, fmt: FileFormat, target: str | os.PathLike[str] = "") -> None:
         self.fmt = fmt
         self.schema = schema
+        self.target = target or path  # the name users know (the file is written under a temporary one)
+        self._check = any(_holds_text(f.type) for f in schema)
         self.metadata: dict[bytes, bytes] = {}  # key-value metadata for the Parquet footer, written on close
         if fmt == "parquet":
-            self._w = pq.ParquetWriter(path, schema, compression="zstd")
+            # No min/max statistics for text: useless for pruning, and the writer copies a value for each
+            # (a single 256 MiB record made it hold seven times the record; without them, two).
+            stats = [f.name for f in schema if not _holds_bytes(f.type)]
+            self._w = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=stats or False)
         elif fmt == "arrow":
             self._w = ipc.new_file(path, schema)
         elif fmt == "arrows":
@@ -451,6 +549,8 @@ class _BatchWriter:
                 self._f.write("[")
 
     def write(self, batch: pa.RecordBatch) -> None:
+        if self._check:
+            check_text(batch, self.target)
         if self.fmt in ("json", "jsonl"):
             sep = "\n" if self.fmt == "jsonl" else ",\n"
             for row in batch.to_pylist():
@@ -476,6 +576,25 @@ class _BatchWriter:
         self._w.close()
 
 
+def created_mode() -> int:
+    """The mode ``open()`` would give a new file here (0o666 less the umask).
+
+    Atomic writes start from ``mkstemp``, whose files are private (0o600); an output a user
+    shares or serves must get the permissions any other file they write gets. The umask is read
+    from /proc (Linux), else set and restored, which is not thread-safe but only briefly wrong.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_writer(
     path: str | os.PathLike[str], schema: pa.Schema, *, format: str | None = None
@@ -490,11 +609,12 @@ def atomic_writer(
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
-    w = _BatchWriter(tmp, schema, fmt)
+    w = _BatchWriter(tmp, schema, fmt, p)
     ok = False
     try:
         yield w
         w.close(w.metadata)
+        os.chmod(tmp, created_mode())
         os.replace(tmp, p)
         ok = True
     finally:
