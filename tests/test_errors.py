@@ -26,6 +26,7 @@ TREE = [
     (errors.ArgumentError, (ValueError,)),
     (errors.ArgumentTypeError, (ValueError, TypeError)),
     (errors.OptionError, (ValueError,)),
+    (errors.PrecisionError, (ValueError,)),
     (errors.SchemaError, (ValueError,)),
     (errors.InputFormatError, (ValueError,)),
     (errors.RecordError, (ValueError,)),

@@ -22,7 +22,7 @@ def test_flat_keys_land_in_their_groups_with_their_types():
             "lm_token_budget": "4096",  # CLI values arrive as strings
             "lm_pad_slack": "0.1",
             "lm_share_prefix": "off",
-            "lm_dtype": "BFloat16",
+            "lm_precision": "BF16",
             "prompt_template": "plain",
             "on_overflow": "truncate",
             "knn_exact_max": 1000,
@@ -33,7 +33,7 @@ def test_flat_keys_land_in_their_groups_with_their_types():
         mtld_threshold=0.5,
         threads=2,
     )
-    assert (o.lm.token_budget, o.lm.pad_slack, o.lm.share_prefix, o.lm.dtype) == (4096, 0.1, False, "bfloat16")
+    assert (o.lm.token_budget, o.lm.pad_slack, o.lm.share_prefix, o.lm.precision) == (4096, 0.1, False, "bf16")
     assert (o.lm.prompt_template, o.model.on_overflow, o.text.mtld_threshold, o.mtld_threshold) == (
         "plain",
         "truncate",
@@ -97,8 +97,22 @@ def test_one_boolean_parser():
 
 
 def test_optional_values_accept_none_and_auto():
-    o = ScoreOptions.build(options={"lm_token_budget": "auto", "lm_dtype": "none", "knn_nprobe": None})
-    assert (o.lm.token_budget, o.lm.dtype, o.knn.nprobe) == (None, None, None)
+    o = ScoreOptions.build(options={"lm_token_budget": "auto", "lm_precision": "none", "knn_nprobe": None})
+    assert (o.lm.token_budget, o.lm.precision, o.knn.nprobe) == (None, None, None)
+    # where "auto" is one of the choices it is kept, not read as "unset"
+    o = ScoreOptions.build(options={"precision": "AUTO", "embedder_precision": "auto"})
+    assert (o.model.precision, o.embedder.precision, o.lm.precision) == ("auto", "auto", None)
+
+
+def test_lm_dtype_is_a_deprecated_spelling_of_lm_precision():
+    for old, new in (("float32", "fp32"), ("BFloat16", "bf16"), ("float16", "fp16"), ("none", None)):
+        with pytest.warns(
+            instructfast.InstructfastDeprecationWarning, match="`lm_dtype` is deprecated: use `lm_precision`"
+        ):
+            o = ScoreOptions.build(options={"lm_dtype": old})
+        assert o.lm.precision == new
+    with pytest.warns(instructfast.InstructfastDeprecationWarning), pytest.raises(instructfast.OptionError):
+        ScoreOptions.build(options={"lm_dtype": "float64"})
 
 
 def test_every_key_is_unique_documented_and_listed():

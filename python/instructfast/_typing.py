@@ -10,14 +10,14 @@ FileFormat = Literal["json", "jsonl", "parquet", "arrow", "arrows", "csv"]
 Overflow = Literal["null", "truncate"]
 """Text beyond a model's window: null with a counted reason, or score its first tokens."""
 
+Precision = Literal["fp32", "bf16", "fp16", "int8", "auto"]
+"""Numeric precision of a model slot (see :mod:`instructfast.models.precision`)."""
+
 InvalidTextPolicy = Literal["error", "replace"]
 """Invalid UTF-8 or a lone surrogate in input text: an error naming file, line and column, or U+FFFD (counted)."""
 
 VerifyModels = Literal["cached", "full"]
 """Model file hashes: checked once per size and mtime (hashes cached), or re-hashed at every load."""
-
-LMDtype = Literal["float32", "bfloat16", "float16"]
-"""Weights' dtype of the causal LM."""
 
 KnnBackend = Literal["auto", "faiss", "torch"]
 """kNN search engine: faiss on the CPU, blocked torch matmul (CUDA), or auto."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import typing
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ._native import IMPL_REASON
+from ._typing import Precision
 from ._version import __version__
 from .errors import InstructfastError, InstructfastWarning, SchemaError
 from .io import FORMATS
@@ -41,7 +43,7 @@ def _parse_options(items: list[str] | None) -> dict[str, object]:
 
 
 # Dedicated flags that set an option: --on-invalid-utf8=replace is --option on_invalid_utf8=replace.
-_OPTION_FLAGS = ("on_invalid_utf8", "verify_models")
+_OPTION_FLAGS = ("on_invalid_utf8", "verify_models", "precision")
 
 
 def _score_options(args: argparse.Namespace) -> dict[str, object]:
@@ -450,6 +452,14 @@ def _scoring_arguments(p: argparse.ArgumentParser, option_examples: str) -> None
         default=None,
         help="invalid UTF-8 or a lone surrogate in the input: an error naming file, line and column (default), "
         "or replace it with U+FFFD (rows counted; the one case where a text column of the output differs)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=typing.get_args(Precision),
+        default=None,
+        help="numeric precision of the model slots that have it: bf16/fp16 the torch LM, int8 the ONNX models, "
+        "auto the fastest this machine runs (else fp32, with a note); per slot: --option lm_precision=... "
+        "(default fp32; the LM on CUDA bf16)",
     )
     p.add_argument(
         "--verify-models",

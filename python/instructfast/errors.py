@@ -12,6 +12,7 @@ Per-row problems are never exceptions: they become nulls with a counted reason.
     ├── ArgumentError (ValueError)           a parameter has a bad value
     │   ├── ArgumentTypeError (TypeError)    ... or the wrong type
     │   └── OptionError                      an unknown or invalid ``options=`` key
+    │       └── PrecisionError               a precision this machine or runtime cannot run
     ├── SchemaError (ValueError)             a column is missing or of the wrong type
     ├── InputFormatError (ValueError)        a file cannot be read (file, line, field)
     │   └── RecordError                      a record sent to a service is malformed (index, field)
@@ -169,6 +170,10 @@ class ExportVerificationError(ExportError):
     """ONNX Runtime's outputs on the exported graph differ from torch's beyond the tolerance."""
 
 
+class PrecisionError(OptionError):
+    """A precision this machine or this model's runtime cannot run (``precision='auto'`` falls back instead)."""
+
+
 class OutputExistsError(InstructfastError, FileExistsError):
     """An output already exists and would be replaced; pass ``overwrite=True`` (``--overwrite``) to replace it."""
 
@@ -237,6 +242,7 @@ __all__ = [
     "OptionError",
     "OutputExistsError",
     "Overloaded",
+    "PrecisionError",
     "RecordError",
     "ResumeError",
     "RuleError",

@@ -41,9 +41,9 @@ from ._typing import (
     IvfStorage,
     KnnBackend,
     KnnScope,
-    LMDtype,
     OnFull,
     Overflow,
+    Precision,
     VectorDtype,
     VerifyModels,
 )
@@ -116,9 +116,11 @@ def _coerce(value: Any, hint: Any, f: dataclasses.Field, key: str) -> Any:
     """``value`` as the annotated type (strings parsed), or an OptionError naming ``key``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType) and type(None) in args:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "auto")):
-            return None
         hint = next(a for a in args if a is not type(None))
+        # "auto" means the default (None) unless the choices name it (precision="auto" is a choice)
+        unset = ("", "none") if "auto" in typing.get_args(hint) else ("", "none", "auto")
+        if value is None or (isinstance(value, str) and value.strip().lower() in unset):
+            return None
         origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Literal:
         text = str(value).strip().lower() if isinstance(value, str) else value
@@ -208,6 +210,12 @@ class ModelOptions(OptionGroup):
     on_overflow: Overflow = option(
         "null", "text beyond a model's window: null with a counted reason, or score its first tokens", key="on_overflow"
     )
+    precision: Precision | None = option(
+        None,
+        "fp32, bf16, fp16, int8 or auto for every model slot whose runtime has it (bf16/fp16: the torch LM; "
+        "int8: ONNX models); default fp32 (the LM on CUDA: bf16)",
+        key="precision",
+    )
     verify_models: VerifyModels = option(
         "cached",
         "model file hashes: checked at every load against the manifest (or the hashes recorded at first use), "
@@ -231,7 +239,9 @@ class LMOptions(OptionGroup):
     pad_slack: float | None = option(
         None, "padding allowed per batch as a fraction of real tokens (default 0.05 on CPU, 0.5 on CUDA)", min=0.0
     )
-    dtype: LMDtype | None = option(None, "weights' dtype (default float32 on CPU, bfloat16 on CUDA)")
+    precision: Precision | None = option(
+        None, "fp32, bf16 (CPUs with AVX-512 BF16/AMX, CUDA), fp16 (CUDA) or auto (default: `precision`)"
+    )
     share_prefix: bool = option(True, "run the prompt template's shared preamble once per group of rows (exact)")
 
 
@@ -256,6 +266,9 @@ class OnnxModelOptions(OptionGroup):
     max_rows: int | None = option(None, "rows per batch at most", min=1)
     slack: float | None = option(None, "padding allowed per batch as a fraction of real tokens", min=0.0)
     inter_threads: int | None = option(None, "ORT inter-op threads", min=1)
+    precision: Precision | None = option(
+        None, "fp32, int8 (dynamic quantisation, CPUs with VNNI/AMX) or auto (default: `precision`)"
+    )
 
     def runtime(self, shared: OnnxOptions) -> dict[str, Any]:
         """Keyword settings for :class:`~instructfast.models.onnx_runtime.OnnxModel` (only those set)."""
@@ -372,8 +385,11 @@ class _Groups(TypedDict):
 GROUPS: dict[str, type[OptionGroup]] = dict(typing.get_type_hints(_Groups))
 """Attribute of :class:`ScoreOptions` -> group class."""
 
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {"lm_dtype": "lm_precision"}
 """Deprecated flat keys -> their replacement (warned once per use with InstructfastDeprecationWarning)."""
+
+ALIAS_VALUES: dict[str, dict[str, str]] = {"lm_dtype": {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}}
+"""Values a deprecated key spelled differently -> the replacement key's spelling."""
 
 
 def option_keys() -> dict[str, tuple[str, str]]:
@@ -540,6 +556,9 @@ def _groups_from_flat(flat: Mapping[str, object]) -> _Groups:
             warnings.warn(
                 f"option `{key}` is deprecated: use `{ALIASES[key]}`", InstructfastDeprecationWarning, stacklevel=4
             )
+            old = ALIAS_VALUES.get(key, {})
+            if isinstance(value, str) and value.strip().lower() in old:
+                value = old[value.strip().lower()]
             key = ALIASES[key]
         if key not in keys:
             near = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
@@ -553,6 +572,7 @@ def _groups_from_flat(flat: Mapping[str, object]) -> _Groups:
 
 __all__ = [
     "ALIASES",
+    "ALIAS_VALUES",
     "GROUPS",
     "EmbedderOptions",
     "InputOptions",

@@ -32,6 +32,7 @@ import pyarrow as pa
 from ._typing import EmbedderBackend
 from .columns import CanonicalBatch
 from .errors import ArgumentError, InputFormatError, OutputExistsError, SchemaError
+from .models.precision import Ask, Resolved
 from .neighbors import DEFAULT_EXACT_MAX, NeighborIndex
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class RecordVectors:
     runtime
         Batching settings for the embedder (``token_budget``, ``max_rows``, ``slack`` ...), as
         :meth:`instructfast.options.OnnxModelOptions.runtime` gives them.
+    precision
+        What the run asked of the embedder's precision (``embedder_precision``, ``precision``).
     """
 
     def __init__(
@@ -74,8 +77,10 @@ class RecordVectors:
         threads: int | None = None,
         runtime: Mapping[str, Any] | None = None,
         backend: EmbedderBackend = "auto",
+        precision: Ask | None = None,
     ) -> None:
         self.vectors_column = vectors_column
+        self.precision = precision
         self.models = dict(models or {})
         self.device = device
         self.threads = threads
@@ -90,9 +95,24 @@ class RecordVectors:
             from .models.embedder import load_embedder
 
             self._embedder = load_embedder(
-                self.models or None, device=self.device, threads=self.threads, backend=self.backend, **self.runtime
+                self.models or None,
+                device=self.device,
+                threads=self.threads,
+                backend=self.backend,
+                precision=self.precision,
+                **self.runtime,
             )
             self.dim = int(self._embedder.dim)
+
+    def resolved_precision(self) -> Resolved | None:
+        """The embedder's precision, decided without loading it (``None`` for a vector column)."""
+        if self.vectors_column is not None:
+            return None
+        from .models.embedder import embedder_precision
+
+        return embedder_precision(
+            self.models or None, device=self.device, backend=self.backend, precision=self.precision
+        )
 
     def model_record(self) -> dict[str, Any]:
         """The embedder in use, for a run record."""
@@ -111,7 +131,13 @@ class RecordVectors:
         if self.vectors_column is not None:
             return {"kind": "vectors", "column": self.vectors_column, "dim": self.dim}
         emb = self._loaded_embedder()
-        return {"kind": "embedder", "model": embedder_name(emb), "dim": int(emb.dim), "max_length": int(emb.max_length)}
+        return {
+            "kind": "embedder",
+            "model": embedder_name(emb),
+            "dim": int(emb.dim),
+            "max_length": int(emb.max_length),
+            "precision": emb.precision.precision,  # kept in a pool's manifest; pools of any precision compare
+        }
 
     def encode(
         self, batch: CanonicalBatch, progress: Callable[[int], None] | None = None

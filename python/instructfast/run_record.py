@@ -66,6 +66,9 @@ class RunRecord:
         One entry per model used: slot, kind, location, how it was chosen, sha256 of its content.
     versions
         Python and the packages that decide results (:func:`package_versions`).
+    precision
+        The numeric precision each model slot ran at and why (``{"lm": "bf16 (asked, AVX-512 BF16)",
+        "embedder": "fp32 (default)"}``); see :mod:`instructfast.models.precision`.
     options
         The run's settings: threads, batch_rows, device, and every option that differs from its default.
     platform
@@ -80,6 +83,7 @@ class RunRecord:
     seconds: float = 0.0
     implementations: dict[str, str] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
+    precision: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     platform: dict[str, str] = field(default_factory=dict)

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import CanonicalBatch
+from ..models.precision import Resolved
 from ..models.registry import SlotStatus
 from ..options import ScoreOptions
 from ..run_record import RunRecord
@@ -118,6 +119,7 @@ class Indicator:
     # a class default that an instance may narrow (knn with a fixed reference pool is per row)
     scope: Literal["row", "pool"] = "row"
     models: ClassVar[tuple[str, ...]] = ()  # model slots it needs (for `instructfast indicators`)
+    precision: Resolved | None = None  # the precision its model runs at, set by start()
 
     def __init__(self, options: ScoreOptions, wanted: tuple[str, ...] | None = None) -> None:
         self.options = options
@@ -173,6 +175,17 @@ class Indicator:
 
     def close(self) -> None:
         """Release models. Called once after the last batch, also on errors."""
+
+    def note_precision(self, nulls: NullCounter, n: int) -> None:
+        """Count ``n`` rows computed at a precision ``auto`` fell back to (a note per column, not a null)."""
+        if self.precision is not None and self.precision.note:
+            for c in self.wanted:
+                nulls.note(c, self.precision.note, n)
+
+    def record_precision(self, run: RunRecord) -> None:
+        """The precision this indicator's model ran at, in the run record."""
+        if self.precision is not None:
+            run.precision[self.precision.slot] = self.precision.describe()
 
 
 _NUMPY = {t: np.dtype(t.to_pandas_dtype()) for t in (pa.int32(), pa.int64(), pa.float32(), pa.float64())}

@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from ..columns import CanonicalBatch
 from ..errors import ArgumentError
+from ..models.precision import Ask
 from ..models.registry import slot_status
 from ..neighbors import SearchReport
 from ..options import ScoreOptions
@@ -142,7 +143,10 @@ class Knn(Indicator):
             threads=opts.threads,
             runtime={**opts.embedder.runtime(opts.onnx), "verify": opts.model.verify_models},
             backend=opts.embedder.backend,
+            precision=Ask(opts.embedder.precision, opts.model.precision),
         )
+        # decided now, without loading the embedder: a precision this machine cannot run fails first
+        self.precision = self.source.resolved_precision()
         self._parts: list[np.ndarray] = []
         self._positions: list[np.ndarray] = []
         self._rows = 0
@@ -161,6 +165,7 @@ class Knn(Indicator):
             run.implementations["knn vectors"] = f"column `{self.vectors_column}`"
         else:
             run.add_model(self.source.model_record())
+            self.record_precision(run)
         if self.pool_dir:
             run.implementations["knn pool"] = str(self.pool_dir)
         run.implementations["knn backend"] = f"{self.index_options['backend']} on {self.index_options['device']}"
@@ -176,6 +181,7 @@ class Knn(Indicator):
         per-row result, and searches them once every row is embedded (:meth:`search_pool`).
         """
         u, pos, reasons = self.source.encode(batch)
+        self.note_precision(nulls, len(pos))
         for r, n in reasons.items():
             for c in self.wanted:
                 nulls.add(c, r, n)
@@ -240,6 +246,7 @@ class Knn(Indicator):
 
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         u, pos, reasons = self.source.encode(batch)
+        self.note_precision(nulls, len(pos))
         for r, n in reasons.items():
             for c in self.wanted:
                 nulls.add(c, r, n)

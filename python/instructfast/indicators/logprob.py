@@ -15,7 +15,8 @@ Options (:class:`instructfast.options.LMOptions`; ``score(..., options={...})``)
 ``{input}``), ``lm_token_budget`` (padded tokens per batch, default 8192 on CPU, 65536 on CUDA),
 ``lm_max_rows`` (64), ``lm_pad_slack`` (padding allowed per batch as a fraction of real tokens:
 0.05 on CPU, where the forward pass is compute-bound, 0.5 on CUDA), ``lm_max_length`` (the
-model's window), ``lm_dtype`` ("float32", "bfloat16", "float16"), ``lm_share_prefix`` (True: the
+model's window), ``lm_precision`` ("fp32", "bf16", "fp16", "auto"; default ``precision``, else fp32 on
+CPU and bf16 on CUDA; ``lm_dtype`` is its deprecated spelling), ``lm_share_prefix`` (True: the
 prompt template's preamble, shared by every row, runs through the model once per group of rows
 instead of once per row; exact, since attention is causal); and ``on_overflow`` ("null" default:
 an output that alone does not fit the window gives null; "truncate": score its first tokens).
@@ -30,6 +31,7 @@ import pyarrow as pa
 
 from ..columns import CanonicalBatch
 from ..models.long_text import cut_texts
+from ..models.precision import TORCH_DTYPES, TORCH_FORMATS, Ask, resolve_torch
 from ..models.registry import resolve, slot_status
 from ..options import ScoreOptions
 from ..prompts import PromptTemplate
@@ -63,8 +65,13 @@ class LogProb(Indicator):
         dev = opts.resolved_device()
         cuda = dev.startswith("cuda")
         self.template = PromptTemplate.named(lm.prompt_template)  # a bad template fails before the load
+        # a precision the machine cannot run fails here, before the model loads
+        self.precision = resolve_torch("lm", Ask(lm.precision, opts.model.precision).of(TORCH_FORMATS), dev)
         self.lm = load_causal_lm(
-            resolve("lm", opts.models), device=dev, dtype=lm.dtype, verify=opts.model.verify_models
+            resolve("lm", opts.models),
+            device=dev,
+            dtype=TORCH_DTYPES[self.precision.precision],
+            verify=opts.model.verify_models,
         )
         self.scorer = LMScorer(
             self.lm,
@@ -83,12 +90,14 @@ class LogProb(Indicator):
         run.add_model({**self.lm.source.record(), "verified": self.lm.verified})
         run.implementations["lm device"] = self.device
         run.implementations["lm dtype"] = str(self.lm.model.dtype).removeprefix("torch.")
+        self.record_precision(run)
         run.implementations["logprob"] = resolve_impl(self.device, "fused_linear_logprob")[1]
 
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         from ..models.lm_scorer import Encoded
 
         n = batch.num_rows
+        self.note_precision(nulls, n)
         inst = batch.instruction.to_pylist()
         outs = batch.output.to_pylist()
         inps = batch.input.to_pylist() if batch.input is not None else [None] * n

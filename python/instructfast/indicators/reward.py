@@ -59,15 +59,17 @@ class Reward(Indicator):
     def start(self) -> None:
         from ..models.slots import load_onnx_slot
 
-        self.model = load_onnx_slot("reward", self.options, kinds=("reward-oasst", "reward-pair"))
+        self.model, self.precision = load_onnx_slot("reward", self.options, kinds=("reward-oasst", "reward-pair"))
         self.on_overflow = self.options.model.on_overflow
 
     def record(self, run: RunRecord) -> None:
         run.add_model({**self.model.source_record(), "slot": "reward"})
         run.implementations["onnx provider"] = self.model.provider
+        self.record_precision(run)
 
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         n = batch.num_rows
+        self.note_precision(nulls, n)
         prompts = dialogue_prompts(batch)
         outs = batch.output.to_pylist()
         reason: list[str | None] = [None] * n

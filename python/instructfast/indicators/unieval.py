@@ -64,14 +64,16 @@ class UniEval(Indicator):
     def start(self) -> None:
         from ..models.slots import load_onnx_slot
 
-        self.model = load_onnx_slot("unieval", self.options, kinds=("unieval",))
+        self.model, self.precision = load_onnx_slot("unieval", self.options, kinds=("unieval",))
 
     def record(self, run: RunRecord) -> None:
         run.add_model({**self.model.source_record(), "slot": "unieval"})
         run.implementations["onnx provider"] = self.model.provider
+        self.record_precision(run)
 
     def compute(self, batch: CanonicalBatch, nulls: NullCounter) -> dict[str, pa.Array]:
         n = batch.num_rows
+        self.note_precision(nulls, n)
         outs = batch.output.to_pylist()
         prompts = dialogue_prompts(batch) if "coherence" in self.wanted else [None] * n
         base: list[str | None] = [None] * n

@@ -29,11 +29,13 @@ import pyarrow as pa
 
 from .._typing import EmbedderBackend, VerifyModels
 from ..columns import resolve_columns
-from ..errors import ArgumentTypeError, ModelError
+from ..errors import ArgumentTypeError, ModelError, PrecisionError
 from ..prompts import embedding_texts
 from .embedder_torch import TorchEmbedder, load_torch_embedder, use_torch
 from .export import cached_export
-from .onnx_runtime import OnnxModel, read_manifest
+from .onnx_runtime import OnnxModel, cuda_provider, read_manifest
+from .precision import ONNX_FORMATS, TORCH_DTYPES, Ask, Resolved, resolve_onnx, resolve_torch
+from .quantize import quantized_folder
 from .registry import ModelSource, resolve
 
 # Rows tokenised per step: bounds the Python token lists held at once; buckets form inside a chunk.
@@ -53,11 +55,12 @@ class Embedder:
         The exported folder in use.
     """
 
-    def __init__(self, model: OnnxModel) -> None:
+    def __init__(self, model: OnnxModel, precision: Resolved | None = None) -> None:
         if model.kind != "embedder":
             msg = f"{model.folder} holds a {model.kind!r} export, not an embedder"
             raise ModelError(msg)
         self.model = model
+        self.precision = precision or Resolved("embedder", model.precision, "graph")
         self.dim: int = int(model.manifest["dim"])
         self.max_length: int = model.max_length
         self.source: Path = model.folder
@@ -107,12 +110,42 @@ def exported_folder(src: ModelSource, *, verify: VerifyModels = "cached") -> Pat
     return cached_export("embedder", src, verify=verify)
 
 
+def embedder_precision(
+    models: Mapping[str, str] | None = None,
+    *,
+    device: str | None = None,
+    backend: EmbedderBackend = "auto",
+    precision: Ask | None = None,
+) -> Resolved:
+    """The precision the embedder would run at (nothing is loaded): int8 on ONNX Runtime's CPU
+    provider, bf16/fp16 on the torch embedder on CUDA, fp32 everywhere; a precision the chosen
+    runtime or this machine cannot run is a :class:`~instructfast.PrecisionError`."""
+    ask = precision or Ask()
+    src = resolve("embedder", models)
+    if use_torch(backend, device, src):
+        import torch
+
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dev.startswith("cuda"):
+            return resolve_torch("embedder", ask.of(("fp32", "bf16", "fp16")), dev)
+        want = ask.of(("fp32",))
+        if want in (None, "fp32"):
+            return Resolved("embedder", "fp32", "default" if want is None else "asked")
+        if want == "auto":
+            why = "auto: the torch embedder runs fp32 on a CPU"
+            return Resolved("embedder", "fp32", why, note="precision='auto' ran fp32: torch embedder on a CPU")
+        msg = f"embedder_precision={want!r}: the torch embedder runs fp32 on a CPU; int8 needs embedder_backend='onnx'"
+        raise PrecisionError(msg)
+    return resolve_onnx("embedder", ask.of(ONNX_FORMATS), on_gpu=cuda_provider(device))
+
+
 def load_embedder(
     models: Mapping[str, str] | None = None,
     *,
     device: str | None = None,
     threads: int | None = None,
     backend: EmbedderBackend = "auto",
+    precision: Ask | None = None,
     **runtime: object,
 ) -> Embedder | TorchEmbedder:
     """The embedder for the ``embedder`` slot, loaded once per process and shared.
@@ -129,6 +162,9 @@ def load_embedder(
         ``"onnx"``, ``"torch"`` (:class:`~instructfast.models.embedder_torch.TorchEmbedder`, same
         surface and vectors) or ``"auto"``: ONNX Runtime, unless the embedder runs on CUDA and the
         installed onnxruntime has no CUDA provider (see :func:`~instructfast.models.embedder_torch.use_torch`).
+    precision
+        What the run asked (``embedder_precision``, then ``precision``; see
+        :func:`embedder_precision`); int8 loads the quantised copy of the graph (made once, cached).
     runtime
         Batching and session settings passed to :class:`OnnxModel` (``token_budget``,
         ``max_rows``, ``slack``, ``spin``, ``inter_threads``) or to the torch embedder, and
@@ -139,17 +175,21 @@ def load_embedder(
     instructfast.models.registry.ModelNotFound
         When no embedder is configured and the packaged default is not installed.
     """
+    resolved = embedder_precision(models, device=device, backend=backend, precision=precision)
     src = resolve("embedder", models)
     if use_torch(backend, device, src):
-        return load_torch_embedder(src, device=device, threads=threads, **runtime)
+        dtype = TORCH_DTYPES[resolved.precision]
+        return load_torch_embedder(src, device=device, threads=threads, dtype=dtype, precision=resolved, **runtime)
     verify = runtime.get("verify", "cached")
     folder = exported_folder(src, verify=verify)  # type: ignore[arg-type]  # OnnxModel checks the settings
-    key = (str(Path(folder).resolve()), device, threads, tuple(sorted(runtime.items())))
+    if resolved.precision == "int8":
+        folder = quantized_folder(folder)
+    key = (str(Path(folder).resolve()), device, threads, tuple(sorted(runtime.items())), resolved)
     with _LOCK:
         emb = _LOADED.get(key)
         if emb is None:
             read_manifest(folder)  # clear error before the session is built
-            emb = Embedder(OnnxModel(folder, device=device, threads=threads, **runtime))  # type: ignore[arg-type]  # OnnxModel checks the settings
+            emb = Embedder(OnnxModel(folder, device=device, threads=threads, **runtime), resolved)  # type: ignore[arg-type]  # OnnxModel checks the settings
             _LOADED[key] = emb
     return emb
 
@@ -184,4 +224,4 @@ def embed_records(
     return x, valid
 
 
-__all__ = ["Embedder", "embed_records", "exported_folder", "load_embedder"]
+__all__ = ["Embedder", "embed_records", "embedder_precision", "exported_folder", "load_embedder"]

@@ -31,6 +31,7 @@ from .._typing import EmbedderBackend
 from ..batching import length_buckets
 from ..errors import ArgumentError, ArgumentTypeError, ModelError
 from .long_text import chars_per_token, cut_texts
+from .precision import TORCH_DTYPES, Resolved
 from .registry import ModelSource
 
 _BACKENDS = ("auto", "onnx", "torch")
@@ -178,6 +179,8 @@ class TorchEmbedder:
         self.source = Path(src) if Path(src).exists() else src
         self.device = dev
         self.dtype = dtype
+        fmt = {v: k for k, v in TORCH_DTYPES.items()}[dtype]
+        self.precision = Resolved("embedder", fmt, "torch dtype")  # load_torch_embedder sets why it was chosen
         # A private copy of the Rust tokenizer with truncation fixed once: transformers' __call__
         # re-configures its backend on every call, which is not safe across threads.
         self._tok = Tokenizer.from_str(tok.backend_tokenizer.to_str())
@@ -250,7 +253,12 @@ _LOCK = threading.Lock()
 
 
 def load_torch_embedder(
-    src: ModelSource, *, device: str | None = None, threads: int | None = None, **runtime: object
+    src: ModelSource,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    precision: Resolved | None = None,
+    **runtime: object,
 ) -> TorchEmbedder:
     """The :class:`TorchEmbedder` of ``src``, loaded once per process and shared.
 
@@ -270,6 +278,8 @@ def load_torch_embedder(
             emb = TorchEmbedder(src.location, device=device, **settings)  # type: ignore[arg-type]
             emb.verified = verified
             _LOADED[key] = emb
+    if precision is not None:
+        emb.precision = precision
     return emb
 
 

@@ -23,12 +23,10 @@ need hub access (with ``HF_HUB_OFFLINE=1`` they fail with transformers' own erro
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -39,7 +37,7 @@ from .._typing import VerifyModels
 from ..errors import ArgumentError, ExportError, ExportVerificationError, MissingDependencyError, ModelError
 from ..prompts import embedding_text, oasst_text, unieval_input
 from .onnx_runtime import FORMAT, MANIFEST, OnnxModel, read_manifest
-from .registry import ModelSource, cache_dir, sha256_file
+from .registry import ModelSource, build_once, cache_dir, sha256_file
 from .verify import verify_first_use
 
 DEFAULT_OPSET = 18
@@ -466,29 +464,14 @@ def cached_export(kind: str, src: ModelSource, *, verify: VerifyModels = "cached
     name = loc.name if src.kind == "hf-folder" else src.location.replace("/", "--")
     if src.kind == "hf-folder" and name == "model":  # packaged layouts: name after the package folder
         name = loc.resolve().parent.name
-    root = cache_dir() / "onnx"
-    dest = root / f"{kind}-{name}-{_source_key(kind, src)}"
-    if (dest / MANIFEST).exists():
-        return dest
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if (dest / MANIFEST).exists():
-                return dest
-            if src.kind == "hf-folder":
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=root))
-            try:
-                export(kind, src.location, tmp, overwrite=True)
-                if dest.exists():
-                    shutil.rmtree(dest)
-                os.replace(tmp, dest)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return dest
+    dest = cache_dir() / "onnx" / f"{kind}-{name}-{_source_key(kind, src)}"
+
+    def build(tmp: Path) -> None:
+        if src.kind == "hf-folder":
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
+        export(kind, src.location, tmp, overwrite=True)
+
+    return build_once(dest, build, done=MANIFEST)
 
 
 def reward_kind(location: str) -> str:

@@ -78,6 +78,14 @@ def providers_for(device: str | None) -> list:
     return ["CPUExecutionProvider"]
 
 
+def cuda_provider(device: str | None) -> bool:
+    """Whether a session for ``device`` runs on ORT's CUDA provider (as :func:`providers_for` chooses)."""
+    import onnxruntime as ort
+
+    want_cuda = device is None or str(device).startswith("cuda")
+    return want_cuda and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def make_session(
     model_path: str | os.PathLike,
     *,
@@ -187,6 +195,7 @@ class OnnxModel:
         self.output_names: list[str] = list(self.manifest["outputs"])
         self.pad_id: int = int(self.manifest.get("pad_id", 0) or 0)
         self.layout: str = self.manifest.get("layout", "padded")
+        self.precision: str = self.manifest.get("precision", "fp32")  # "int8": a quantised copy (models.quantize)
         if self.layout not in ("padded", "packed"):
             msg = f"{self.folder}: unknown graph layout {self.layout!r} (written by a newer instructfast?)"
             raise ModelError(msg)
@@ -217,6 +226,7 @@ class OnnxModel:
             "location": str(self.folder),
             "sha256": digest if files else None,
             "exported_from": self.manifest.get("source"),
+            "precision": self.precision,
             "verified": self.verified,
         }
 

@@ -13,13 +13,16 @@ it needs hub access at run time, which these build machines do not have).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -133,6 +136,33 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def build_once(dest: Path, build: Callable[[Path], None], *, done: str = "manifest.json") -> Path:
+    """``dest``, made once: ``build(tmp)`` fills a temporary folder beside it, renamed into place.
+
+    A folder holding ``done`` is complete and returned as it is; other processes asking for the
+    same ``dest`` wait on a file lock and then find it complete. A failed build leaves nothing.
+    """
+    if (dest / done).exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (dest / done).exists():
+                return dest
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+            try:
+                build(tmp)
+                if dest.exists():
+                    shutil.rmtree(dest)
+                os.replace(tmp, dest)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return dest
 
 
 _HASHES = "hashes.json"

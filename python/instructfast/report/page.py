@@ -237,7 +237,8 @@ class Page:
             if rep.notes:
                 notes = [(c, "; ".join(f"{k}: {v}" for k, v in what.items())) for c, what in rep.notes.items()]
                 blocks.append("<div><h4>Notes</h4>" + _kv(notes) + "</div>")
-            for name, values in (("Options", run.options), ("Versions", run.versions), ("Platform", run.platform)):
+            facts = (("Precision", run.precision), ("Options", run.options), ("Versions", run.versions))
+            for name, values in (*facts, ("Platform", run.platform)):
                 if values:
                     blocks.append(f"<div><h4>{name}</h4>" + _kv(values.items()) + "</div>")
             out.append(f'<div class="facts">{"".join(blocks)}</div>')
