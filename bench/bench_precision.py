@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     rows_out: list[dict] = []
     md = [
         "# Reduced precision: fidelity and speed against fp32\n",
-        f"`flock /tmp/instructfast-bench.lock python bench/bench_precision.py --records {args.records} "
+        f"`python bench/bench_precision.py --records {args.records} "
         f"--lm-records {args.lm_records} --lm-chunks {args.lm_chunks} --speed-records {args.speed_records} --repeats {args.repeats}`\n",
         f"Workload: alpaca_5000.json shuffled (seed 0): {len(recs):,} records for the embedder, kNN, k-center "
         f"and the tiny ONNX models; the first {args.lm_records:,} of them for perplexity and ifd. "
