@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -260,3 +261,56 @@ def test_scorers_kept_for_request_schemas_are_bounded():
             got = bs.score([{"instruction": "q", "output": "one two one", extra: 1}])
             assert got.column_names == ["instruction", "output", extra, "mtld"]
         assert bs.report.run.serving["schemas"] == 2
+
+
+class _BatchSizes(_Depth):
+    """Also keeps each merged batch's request count, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[int] = []
+
+    def batch(self, rows: int, requests: int, seconds: float) -> None:
+        with self.lock:
+            self.requests.append(requests)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_callers_a_batch_answered_rejoin_the_next_one_within_the_rejoin_window(fraction):
+    """Four closed-loop callers whose round trips (10-40 ms) outlast ``max_wait_ms`` (1 ms).
+
+    Batches are slowed to 0.4 s so that the window (half of that) is long against thread wake-ups.
+    Without the window the first caller back runs alone and the others form a second cohort, which
+    then alternates with it; with it every batch but the first two and the last holds all four callers.
+    """
+    sizes = _BatchSizes()
+    rec = [{"instruction": "q", "output": "a b a"}]
+    opts = {"serve_rejoin_fraction": fraction}
+    with BatchingScorer(indicators=["mtld"], max_wait_ms=1, options=opts, observer=sizes) as bs:
+        fast = bs._score
+
+        def slow(reqs, **kw):
+            time.sleep(0.4)
+            return fast(reqs, **kw)
+
+        bs._score = slow  # type: ignore[method-assign]
+        start = threading.Barrier(4)
+
+        def caller(k: int) -> None:
+            start.wait()
+            for _ in range(6):
+                assert bs.score(rec).column("mtld").to_pylist() == [3.0]
+                time.sleep(0.01 * (k + 1))  # the round trip: answer out, next request in
+
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert sum(sizes.requests) == 24
+    if fraction:
+        # the first batch may start before every caller is in, and so end one caller's run early
+        assert set(sizes.requests[2:-1]) == {4}, sizes.requests
+    else:
+        assert min(sizes.requests[2:-1]) < 4, sizes.requests
+    assert bs.report.run.serving["rejoin_fraction"] == fraction

@@ -6,9 +6,14 @@ pass of 32 costs little more than one. :class:`BatchingScorer` queues requests a
 thread merges those that share a schema (and indicator set) into one batch: once the oldest has
 waited ``max_wait_ms``, or ``max_batch_rows`` rows are waiting, whichever comes first. Requests
 that arrived while the previous batch ran are past their wait already; the wait is counted from the
-end of the last batch too, so the callers it just answered can rejoin (closed-loop clients stay in
-one batch rather than alternating cohorts). Under load batches grow with the load; an idle scorer
-adds at most ``max_wait_ms`` to a lone request.
+end of the last batch too, so the callers it just answered can rejoin. A round trip through a
+service (response out, next request parsed and queued) often takes longer than a few ms, so while
+fewer requests are queued than the last batch held plus those that queued while it ran (two cohorts
+of callers that alternate make one again), the scorer waits for them up to
+``rejoin_fraction`` of that batch's run time (5%: a bounded cost for a batch twice as large):
+closed-loop clients stay in one batch rather than splitting into cohorts that alternate. Under
+load batches grow with the load; an idle scorer adds at most ``max_wait_ms`` to a lone request
+(the rejoin window has closed by the time it comes).
 Inside the batch each model packs rows under its own token budget, as in an offline run
 (:mod:`instructfast.batching`), and each caller gets exactly its own rows back, in order.
 
@@ -164,6 +169,9 @@ class BatchingScorer:
         self._closing = False
         self._rate = 0.0  # rows/s of recent batches (for Retry-After)
         self._last_done = 0.0  # when the last batch ended (perf_counter)
+        self._last_seconds = 0.0  # how long it ran
+        # the requests its callers may bring back at once: those it answered and those queued meanwhile
+        self._rejoin: tuple[_Entry | None, int] = (None, 0)
         self._entries: collections.OrderedDict[tuple, _Entry] = collections.OrderedDict()
         self._entries_lock = threading.Lock()
         self._stats_lock = threading.Lock()
@@ -294,6 +302,7 @@ class BatchingScorer:
         s = self.options.serve
         return {
             "max_wait_ms": s.max_wait_ms,
+            "rejoin_fraction": s.rejoin_fraction,
             "max_batch_rows": s.max_batch_rows,
             "max_queue_rows": s.max_queue_rows,
             "on_full": s.on_full,
@@ -435,9 +444,16 @@ class BatchingScorer:
             # batch just answered come back within a round trip, and waiting for them keeps closed-loop
             # clients in one batch instead of splitting into cohorts that alternate.
             deadline = max(first.queued, self._last_done) + wait
+            # ... and, while fewer requests wait than the last batch answered plus those queued as it ended,
+            # up to a fraction of its run time after it: a service's round trip is often longer than
+            # max_wait_ms, and callers answered a moment apart would otherwise split into cohorts.
+            rejoin_until = self._last_done + s.rejoin_fraction * self._last_seconds
+            entry, expected = self._rejoin
             while not self._closing:
-                rows = sum(r.rows for r in self._queue if r.entry is first.entry)
-                left = deadline - time.perf_counter()
+                group = [r for r in self._queue if r.entry is first.entry]
+                rows = sum(r.rows for r in group)
+                until = max(deadline, rejoin_until) if first.entry is entry and len(group) < expected else deadline
+                left = until - time.perf_counter()
                 if rows >= limit or left <= 0:
                     break
                 self._cond.wait(left)
@@ -509,6 +525,9 @@ class BatchingScorer:
                 r.future.set_exception(res)
         with self._cond:
             self._last_done = time.perf_counter()
+            self._last_seconds = dt
+            entry = live[0].entry
+            self._rejoin = (entry, len(live) + sum(r.entry is entry for r in self._queue))
 
     def _score(self, reqs: list[_Request], *, retried: bool = False) -> list[pa.Table]:
         """One Scorer batch of ``reqs`` (same entry); each request's rows with its own report."""

@@ -354,6 +354,13 @@ class ServeOptions(OptionGroup):
     max_wait_ms: float = option(
         5.0, "how long the oldest queued request waits for others to merge with (milliseconds)", min=0.0
     )
+    rejoin_fraction: float = option(
+        0.05,
+        "after a batch, wait up to this fraction of its run time for the callers it answered to send again "
+        "(while fewer requests are queued than it held; 0: only max_wait_ms)",
+        min=0.0,
+        max=1.0,
+    )
     max_batch_rows: int = option(256, "rows merged into one batch at most (a larger request runs alone)", min=1)
     max_queue_rows: int = option(
         4096, "rows waiting at most; beyond, requests are refused (Overloaded, HTTP 503) or wait", min=1
