@@ -15,8 +15,10 @@ Two parts (``--part memory``, ``--part engines``, default both):
   from ../shared/data) scored for ``perplexity`` with the packaged SmolLM2 by the local engine
   (two threads) and by Ray with one actor holding both cores (``num_cpus=2``, threads set to 2:
   Ray sets ``OMP_NUM_THREADS=1`` for one-CPU actors) and with two one-core actors. Ray's start-up
-  (``ray.init``) is timed apart from the scoring; the local engine and each Ray layout run in the
-  same process, alternating, so contention from other work on the machine lands on all of them.
+  (``ray.init``) is timed apart from the scoring, and so is each call's fixed cost (the same call on
+  ``--fixed-rows`` rows: a Ray call starts its actors, and each loads the model); the local engine
+  and each Ray layout run in the same process, alternating, so contention from other work on the
+  machine lands on all of them.
 
 Results: ``bench/results/scale.md`` and ``scale.csv``.
 """
@@ -105,7 +107,7 @@ def _engine_table(rows: int) -> pa.Table:
     return pa.table({c: cols[c][:rows] for c in ("instruction", "input", "output")}), source
 
 
-def engines_part(rows: int, repeats: int) -> dict[str, Any]:
+def engines_part(rows: int, repeats: int, fixed_rows: int = 4) -> dict[str, Any]:
     import ray
 
     import instructfast
@@ -126,25 +128,34 @@ def engines_part(rows: int, repeats: int) -> dict[str, Any]:
         "ray, 2 actors x 1 CPU": {"workers": 2, "cpus_per_worker": 1, "threads": 1},
     }
     times: dict[str, list[float]] = {k: [] for k in layouts}
+    fixed: dict[str, list[float]] = {k: [] for k in layouts}
     ref = None  # the first local run's values: every run must match them
+
+    def run(name: str, part: pa.Table) -> pa.Table:
+        cfg = layouts[name]
+        if cfg is None:
+            return instructfast.score(part, threads=2, **scorer_args)
+        # One batch per actor, as a corpus of thousands of rows gets with the default batch_rows (4096):
+        # the LM sorts rows by length within a batch, so smaller batches pad more (one 2-CPU actor took
+        # 88 s with one 500-row batch, 99 s with two of 250 and 112 s with 64-row batches here).
+        blocks = min(cfg["workers"], part.num_rows)
+        ds = ray.data.from_arrow(part).repartition(blocks)
+        out = if_ray.score(
+            ds, workers=cfg["workers"], cpus_per_worker=cfg["cpus_per_worker"], threads=cfg["threads"],
+            batch_rows=-(-part.num_rows // blocks), **scorer_args,
+        )  # fmt: skip
+        return pa.concat_tables(ray.get(out.to_arrow_refs()))
+
     for r in range(repeats):
         order = list(layouts) if r % 2 == 0 else [*reversed(list(layouts)[1:]), "local, 2 threads"]
         for name in order:
-            cfg = layouts[name]
+            # The fixed cost of one call: Ray starts its actors and each loads the model again, the local
+            # engine reuses the model this process loaded. Timed on a few rows, next to the full run.
             t = time.perf_counter()
-            if cfg is None:
-                out = instructfast.score(table, threads=2, **scorer_args)
-            else:
-                # Two batches per actor, as even as the rows allow: the LM sorts rows by length
-                # within a batch, so small batches pad more (one 2-CPU actor with 64-row batches
-                # took 112 s where 250-row batches took 88 s on this machine).
-                blocks = cfg["workers"] * 2
-                ds = ray.data.from_arrow(table).repartition(blocks)
-                out = if_ray.score(
-                    ds, workers=cfg["workers"], cpus_per_worker=cfg["cpus_per_worker"], threads=cfg["threads"],
-                    batch_rows=-(-rows // blocks), **scorer_args,
-                )  # fmt: skip
-                out = pa.concat_tables(ray.get(out.to_arrow_refs()))
+            run(name, table.slice(0, fixed_rows))
+            fixed[name].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            out = run(name, table)
             times[name].append(time.perf_counter() - t)
             ref = ref if ref is not None else out
             got = np.asarray(out.column("perplexity").to_pylist(), dtype=float)
@@ -153,7 +164,8 @@ def engines_part(rows: int, repeats: int) -> dict[str, Any]:
             if rel > 1e-4:
                 raise SystemExit(f"{name}: perplexity differs from the local engine by {rel:.2e} relative")
     ray.shutdown()
-    return {"rows": rows, "source": source, "ray_startup_seconds": startup, "times": times, "repeats": repeats}
+    return {"rows": rows, "source": source, "ray_startup_seconds": startup, "times": times, "repeats": repeats,
+            "fixed": fixed, "fixed_rows": fixed_rows}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- results
@@ -202,6 +214,9 @@ def write_results(
         )  # fmt: skip
     if eng:
         med = {k: float(np.median(v)) for k, v in eng["times"].items()}
+        fix = {k: float(np.median(v)) for k, v in eng.get("fixed", {}).items()}
+        # the scoring phase of each run: its wall time less the fixed cost timed just before it
+        phase = {k: float(np.median(np.subtract(eng["times"][k], eng["fixed"][k]))) for k in fix}
         local = med["local, 2 threads"]
         lines += [
             f"## Engines: {eng['rows']} records, perplexity with the packaged SmolLM2",
@@ -209,19 +224,41 @@ def write_results(
             f"Records: the first {eng['rows']} of {eng['source']}. Ray 2.60 local cluster of 2 CPUs; "
             f"`ray.init` took {eng['ray_startup_seconds']:.1f} s (not in the times below). Each layout ran "
             f"{eng['repeats']} times, alternating order; median wall time of the scoring call, actors' model "
-            "loading included (a Ray run starts its actors each time).",
+            "loading included (a Ray run starts its actors each time). Each Ray actor gets its rows in one "
+            "batch, as a corpus of thousands of rows does with the default `batch_rows` (4096).",
             "",
-            "| engine | median (s) | rows/s | vs local | runs (s) |",
-            "|---|---:|---:|---:|---|",
         ]
+        if fix:
+            lines += [
+                f"Fixed cost: the same call on {eng['fixed_rows']} rows, just before each run (Ray starts its "
+                "actors and each loads the model; the local engine reuses the model this process loaded). "
+                "Scoring phase: each run's wall time less the fixed cost timed before it (median).",
+                "",
+                "| engine | median (s) | rows/s | vs local | fixed cost (s) | scoring phase (s) | vs local | runs (s) |",
+                "|---|---:|---:|---:|---:|---:|---:|---|",
+            ]
+        else:
+            lines += ["| engine | median (s) | rows/s | vs local | runs (s) |", "|---|---:|---:|---:|---|"]
         for name, t in med.items():
             runs = ", ".join(f"{x:.1f}" for x in eng["times"][name])
-            lines.append(f"| {name} | {t:.1f} | {eng['rows'] / t:.1f} | {local / t:.2f}x | {runs} |")
+            if fix:
+                p_local = phase["local, 2 threads"]
+                lines.append(
+                    f"| {name} | {t:.1f} | {eng['rows'] / t:.1f} | {local / t:.2f}x | {fix[name]:.1f} | "
+                    f"{phase[name]:.1f} | {p_local / phase[name]:.2f}x | {runs} |"
+                )
+            else:
+                lines.append(f"| {name} | {t:.1f} | {eng['rows'] / t:.1f} | {local / t:.2f}x | {runs} |")
             rows_csv.append(
                 {"indicator": "perplexity", "provider": name, "mode": "engine", "metric": "wall", "unit": "s",
                  "x": eng["rows"], "p50": t, "config_json": {"repeats": eng["repeats"]}}
             )  # fmt: skip
-        lines += ["", "Target: Ray's scoring within 10% of local (vs local >= 0.91x)."]
+            if fix:
+                rows_csv.append(
+                    {"indicator": "perplexity", "provider": name, "mode": "engine", "metric": "fixed", "unit": "s",
+                     "x": eng["fixed_rows"], "p50": fix[name], "config_json": {"repeats": eng["repeats"]}}
+                )  # fmt: skip
+        lines += ["", "Target: Ray's scoring phase within 10% of local (vs local >= 0.91x)."]
     out = _common.RESULTS_DIR / f"{name}.md"
     if out.exists() and not (mem and eng):  # one part rerun: keep the other part's section
         old = out.read_text().split("\n## ")
@@ -239,6 +276,7 @@ def main() -> None:
     p.add_argument("--shards", type=int, default=10)
     p.add_argument("--engine-rows", type=int, default=500)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--fixed-rows", type=int, default=4, help="rows of the call that times each engine's fixed cost")
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--option", action="append", default=[], help="extra --option for the memory run")
     p.add_argument(
@@ -257,7 +295,7 @@ def main() -> None:
                 shutil.rmtree(work, ignore_errors=True)
         write_results(mem, None, info, a.name)  # each part's results are kept as soon as it ends
     if a.part in ("engines", "both"):
-        eng = engines_part(a.engine_rows, a.repeats)
+        eng = engines_part(a.engine_rows, a.repeats, a.fixed_rows)
         write_results(None, eng, info, a.name)
 
 
