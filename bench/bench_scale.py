@@ -239,24 +239,24 @@ def write_results(
             ]
         else:
             lines += ["| engine | median (s) | rows/s | vs local | runs (s) |", "|---|---:|---:|---:|---|"]
-        for name, t in med.items():
-            runs = ", ".join(f"{x:.1f}" for x in eng["times"][name])
+        for layout, t in med.items():
+            runs = ", ".join(f"{x:.1f}" for x in eng["times"][layout])
             if fix:
                 p_local = phase["local, 2 threads"]
                 lines.append(
-                    f"| {name} | {t:.1f} | {eng['rows'] / t:.1f} | {local / t:.2f}x | {fix[name]:.1f} | "
-                    f"{phase[name]:.1f} | {p_local / phase[name]:.2f}x | {runs} |"
+                    f"| {layout} | {t:.1f} | {eng['rows'] / t:.1f} | {local / t:.2f}x | {fix[layout]:.1f} | "
+                    f"{phase[layout]:.1f} | {p_local / phase[layout]:.2f}x | {runs} |"
                 )
             else:
-                lines.append(f"| {name} | {t:.1f} | {eng['rows'] / t:.1f} | {local / t:.2f}x | {runs} |")
+                lines.append(f"| {layout} | {t:.1f} | {eng['rows'] / t:.1f} | {local / t:.2f}x | {runs} |")
             rows_csv.append(
-                {"indicator": "perplexity", "provider": name, "mode": "engine", "metric": "wall", "unit": "s",
+                {"indicator": "perplexity", "provider": layout, "mode": "engine", "metric": "wall", "unit": "s",
                  "x": eng["rows"], "p50": t, "config_json": {"repeats": eng["repeats"]}}
             )  # fmt: skip
             if fix:
                 rows_csv.append(
-                    {"indicator": "perplexity", "provider": name, "mode": "engine", "metric": "fixed", "unit": "s",
-                     "x": eng["fixed_rows"], "p50": fix[name], "config_json": {"repeats": eng["repeats"]}}
+                    {"indicator": "perplexity", "provider": layout, "mode": "engine", "metric": "fixed", "unit": "s",
+                     "x": eng["fixed_rows"], "p50": fix[layout], "config_json": {"repeats": eng["repeats"]}}
                 )  # fmt: skip
         lines += ["", "Target: Ray's scoring phase within 10% of local (vs local >= 0.91x)."]
     out = _common.RESULTS_DIR / f"{name}.md"
