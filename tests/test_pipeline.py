@@ -178,6 +178,43 @@ def test_kill_9_at_any_phase_then_resume_equals_an_uninterrupted_run(uninterrupt
         assert "per-row work reused" in resumed.stderr or "already written" in resumed.stderr
 
 
+def test_checkpoints_hold_no_input_column_and_an_input_edited_in_place_is_refused(uninterrupted, tmp_path):
+    """Parts keep indicator columns and text hashes; the final write reads the input columns again and
+    checks each row against its hash, so an edit that kept the file's size and time is still caught."""
+    d, _ = uninterrupted
+    src = tmp_path / "in"
+    for rel in KILL_ORDER:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes((d / rel).read_bytes())
+    out = tmp_path / "out"
+    killed = _cli([src, "-o", out, *KILL_ARGS], env={"INSTRUCTFAST_FAULT": "pool:search"}, check=False)
+    assert killed.returncode == -9, killed.stderr
+    parts = sorted((out / ".instructfast" / "shards").rglob("part-*.arrow"))
+    assert parts
+    for p in parts:
+        names = pa.ipc.open_file(p).schema.names
+        assert "mtld" in names and not {"instruction", "input", "output", "emb"} & set(names), names
+    a = src / "c.jsonl"
+    st = a.stat()
+    lines = a.read_text(encoding="utf-8").splitlines(keepends=True)
+    row = 3
+    at = lines[row].index('"output": "') + len('"output": "')
+    at = lines[row].index("e", at)  # a letter of the output's text becomes another: same size
+    lines[row] = lines[row][:at] + "a" + lines[row][at + 1 :]
+    a.write_text("".join(lines), encoding="utf-8")
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the same time: the run cannot tell by stat
+    again = _cli([src, "-o", out, *KILL_ARGS], check=False)
+    assert again.returncode != 0
+    assert "c.jsonl: rows" in again.stderr and "the input changed during the run" in again.stderr
+    assert not (out / "c.parquet").exists()
+    _cli([src, "-o", out, *KILL_ARGS])  # and the next run scores that shard afresh
+    fresh = tmp_path / "fresh"
+    _cli([src, "-o", fresh, *KILL_ARGS])
+    for rel in KILL_ORDER:
+        name = rel.replace(".jsonl", ".parquet")
+        assert instructfast.read_table(out / name).equals(instructfast.read_table(fresh / name)), rel
+
+
 def test_single_file_run_with_a_pool_indicator_resumes_too(tmp_path, seed):
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.parquet"
     instructfast.write_table(_records(seed), src)

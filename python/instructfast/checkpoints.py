@@ -2,9 +2,10 @@
 
 A shard's work folder holds:
 
-* ``part-NNNNNN.arrow``: scored rows (the input columns and the per-row indicator columns), in
-  order, each part complete on disk (written under a temporary name, then renamed) before the
-  state names it;
+* ``part-NNNNNN.arrow``: the per-row indicator columns of scored rows, with each row's text hash
+  (and a sidecar's id column), in order, each part complete on disk (written under a temporary
+  name, then renamed) before the state names it; the input columns stay in the input, which the
+  final write reads again (checking each row against its hash);
 * ``vec-<indicator>-NNNNNN.npy`` / ``pos-<indicator>-NNNNNN.npy``: a pool indicator's unit
   vectors for the part's usable rows (float32, or float16 to halve the disk) and their row
   positions in the shard: the embedding work, checkpointed like any other per-row result;
@@ -35,7 +36,7 @@ from . import _faults
 from .errors import ResumeError
 
 STATE = "state.json"
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: parts hold the indicator columns and text hashes, not whole rows
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -218,6 +219,11 @@ class ShardStore:
         self.commit_part()
         self.state["rows"]["complete"] = True
         self._save()
+
+    def discard(self) -> None:
+        """Drop this shard's work: its input is not what was scored (see ``_write_shard``'s row check)."""
+        self.abandon_open_part()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     @property
     def nulls(self) -> dict[str, dict[str, int]]:

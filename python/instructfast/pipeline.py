@@ -46,7 +46,7 @@ from . import _faults
 from ._api import keyword_only
 from ._arrow import rebatch
 from .checkpoints import ShardStore, write_json
-from .errors import ArgumentError, InvalidTextError, SchemaError
+from .errors import ArgumentError, InvalidTextError, ResumeError, SchemaError
 from .indicators.base import NullCounter
 from .io import FileSource, atomic_writer, detect_format, scan_file
 from .models.registry import SLOTS, resolve, source_sha256
@@ -55,7 +55,7 @@ from .rules import Rule
 from .run_record import RunRecord
 from .scoring import REPORT_KEY, RowResult, Scorer, ScoreReport, warn_summary
 from .shards import Inputs, Shard, discover, fingerprint, output_path
-from .sidecar import key_columns
+from .sidecar import canonical_hashes, key_columns
 from .summary import Summary
 
 log = logging.getLogger("instructfast")
@@ -63,6 +63,9 @@ log = logging.getLogger("instructfast")
 WORK = ".instructfast"
 MANIFEST = "_instructfast_manifest.json"
 EMBEDDING_COLUMN = "embedding"
+# A part's text hash of each row: checked against the input when the output is written, and the sidecar's
+# _text_hash. Named apart from any input column (a part holds no input column but the sidecar's id).
+PART_HASH = "__instructfast_text_hash"
 
 
 @dataclass
@@ -156,6 +159,30 @@ def _skip_rows(batches: Iterator[pa.RecordBatch], n: int) -> Iterator[pa.RecordB
             b = b.slice(n)
             n = 0
         yield b
+
+
+class _RowTaker:
+    """Rows from a stream of batches, ``k`` at a time, whatever the stream's own batch sizes."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch]) -> None:
+        self._batches = batches
+        self._held: list[pa.RecordBatch] = []
+        self._rows = 0
+
+    def take(self, k: int) -> pa.RecordBatch:
+        """The next ``k`` rows (fewer when the stream ends first), as one batch."""
+        while self._rows < k:
+            b = next(self._batches, None)
+            if b is None:
+                break
+            self._held.append(b)
+            self._rows += b.num_rows
+        table = pa.Table.from_batches(self._held)
+        rest = table.slice(k)
+        self._held = rest.to_batches()
+        self._rows = rest.num_rows
+        head = table.slice(0, k).combine_chunks()
+        return head.to_batches()[0] if head.num_rows else pa.RecordBatch.from_pylist([], schema=table.schema)
 
 
 def _digest(data: Any) -> str:
@@ -330,8 +357,8 @@ class _Run:
                     self.stores[jobs[done].shard.rel].finish_rows()
                     done += 1
                 current = self.stores[jobs[i].shard.rel]
-                current.append(res.batch, res.vectors, res.nulls.as_dict(), res.nulls.notes_dict(),
-                               part_rows=self.checkpoint_rows)  # fmt: skip
+                current.append(self._kept(res.batch, jobs[i]), res.vectors, res.nulls.as_dict(),
+                               res.nulls.notes_dict(), part_rows=self.checkpoint_rows)  # fmt: skip
                 if self.on_progress:
                     self.on_progress(res.batch.num_rows)
         except BaseException:
@@ -341,6 +368,17 @@ class _Run:
         while done < len(jobs):
             self.stores[jobs[done].shard.rel].finish_rows()
             done += 1
+
+    def _kept(self, batch: pa.RecordBatch, job: RowJob) -> pa.RecordBatch:
+        """What a part keeps of a scored batch: the rows' text hashes, the indicator columns and a
+        sidecar's id column. The input columns are read from the shard again when the output is
+        written: a part holding whole rows would double the disk a run needs."""
+        inputs = set(job.source.schema.names)
+        cols = {PART_HASH: canonical_hashes(job.scorer.resolved.canonical(batch))}
+        if self.sidecar and self.id_column is not None:
+            cols[self.id_column] = batch.column(self.id_column)
+        cols.update((c, batch.column(c)) for c in batch.schema.names if c not in inputs)
+        return pa.RecordBatch.from_arrays(list(cols.values()), names=list(cols))
 
     def _known(self, shard: Shard) -> Mapping[str, Any] | None:
         from .checkpoints import read_state
@@ -528,16 +566,35 @@ class _Run:
         report = dataclasses.replace(scorer.report, rows=n, nulls=nulls.as_dict(), notes=nulls.notes_dict())
         writer_schema: pa.Schema | None = None
         offset = 0
+        # a sidecar needs only what the parts hold; a full output takes the input columns from the shard again
+        rows = None if self.sidecar else _RowTaker(rebatch(src.reader(), self.opts.batch_rows))
         with atomic_writer(out, self._out_schema(scorer, src), format=self.output_format) as w:
-            for i, batch in enumerate(store.parts()):
-                k = batch.num_rows
+            for i, part in enumerate(store.parts()):
+                k = part.num_rows
+                hashes = part.column(PART_HASH)
+                indicators = [part.column(c) for c in indicator_cols if c in part.schema.names]
+                names = [c for c in indicator_cols if c in part.schema.names]
+                if rows is None:
+                    batch = pa.RecordBatch.from_arrays(indicators, names=names)
+                else:
+                    data = scorer.checked_rows(rows.take(k), offset=offset)
+                    if data.num_rows != k or not canonical_hashes(scorer.resolved.canonical(data)).equals(hashes):
+                        # Its size and time may be unchanged (they were: the hash was not taken again), so
+                        # only dropping the shard's work makes the next run score it afresh.
+                        store.discard()
+                        msg = (
+                            f"{shard.path}: rows {offset}-{offset + k - 1} differ from those scored: the input "
+                            "changed during the run; run the command again (this shard is scored afresh)"
+                        )
+                        raise ResumeError(msg)
+                    batch = pa.RecordBatch.from_arrays([*data.columns, *indicators], names=[*data.schema.names, *names])
                 sl = {c: a.slice(offset, k) for c, a in pool_cols.items()}
                 full = scorer.finish_batch(batch, sl, nulls)
                 if vectors is not None:
                     full = full.append_column(EMBEDDING_COLUMN, vectors(i, offset, k))
                 if self.sidecar:
-                    canon = scorer.resolved.canonical(batch)
-                    key = key_columns(full, canon, shard=shard.rel, offset=offset, id_column=self.id_column)
+                    ids = part.column(self.id_column) if self.id_column is not None else None
+                    key = key_columns(hashes, ids, shard=shard.rel, offset=offset, id_column=self.id_column)
                     keep = [c for c in full.schema.names if c in indicator_cols or c == EMBEDDING_COLUMN]
                     full = pa.RecordBatch.from_arrays([*key.values(), *(full.column(c) for c in keep)],
                                                       names=[*key, *keep])  # fmt: skip

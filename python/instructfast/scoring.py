@@ -391,6 +391,14 @@ class Scorer:
                 vectors[ind.name] = (u, pos.astype(np.int64) + offset)
         return RowResult(_append(batch, new), vectors, nulls)
 
+    def checked_rows(self, batch: pa.RecordBatch, *, offset: int = 0) -> pa.RecordBatch:
+        """``batch`` as :meth:`score_rows` returns its input columns: structure and text checked, text
+        repaired under ``on_invalid_utf8="replace"`` (the counts are :meth:`score_rows`'s to keep).
+
+        A file run's final write reads the input again through this: its checkpoints hold no input column.
+        """
+        return _located_rows(self._checked, batch, NullCounter(), offset)
+
     @property
     def pool_indicators(self) -> list[Indicator]:
         return [ind for ind in self.plan.indicators if ind.scope == "pool"]

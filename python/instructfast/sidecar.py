@@ -63,15 +63,17 @@ def row_hashes(table: pa.Table | pa.RecordBatch, columns: Mapping[str, str] | No
 
 
 def key_columns(
-    batch: pa.RecordBatch, canon: CanonicalBatch, *, shard: str, offset: int, id_column: str | None
+    hashes: pa.Array, ids: pa.Array | None, *, shard: str, offset: int, id_column: str | None
 ) -> dict[str, pa.Array]:
-    """The join key of a batch whose first row is row ``offset`` of ``shard``."""
-    n = batch.num_rows
+    """The join key of rows whose first is row ``offset`` of ``shard``: ``ids`` (the id column's values,
+    when one is named) or the shard and positions, then the rows' :func:`canonical_hashes`."""
+    n = len(hashes)
     if id_column is not None:
-        key = {id_column: batch.column(id_column)}
+        assert ids is not None
+        key = {id_column: ids}
     else:
         key = {SHARD: pa.array([shard] * n, pa.string()), ROW: pa.array(range(offset, offset + n), pa.int64())}
-    key[TEXT_HASH] = canonical_hashes(canon)
+    key[TEXT_HASH] = hashes
     return key
 
 
