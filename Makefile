@@ -60,7 +60,7 @@ browser:
 # The Triton kernel tests run in a process of their own: the interpreter that runs them on the
 # CPU needs TRITON_INTERPRET=1 before triton is imported (tests/kernels/conftest.py says more).
 test: $(VENV)/.test browser
-	$(PY) -m pytest -q --ignore=tests/kernels
+	$(PY) -m pytest -q --durations=25 --ignore=tests/kernels
 	TRITON_INTERPRET=1 $(PY) -m pytest -q tests/kernels
 
 test-quick: $(VENV)/.test browser

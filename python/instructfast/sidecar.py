@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,20 +38,43 @@ SHARD, ROW, TEXT_HASH = "_shard", "_row", "_text_hash"
 KEY_COLUMNS = (SHARD, ROW, TEXT_HASH)
 
 
-def _field(value: str | None) -> bytes:
-    # 0x00 for null and 0x01 before text, so None and "" differ; 0x1f between fields.
-    return b"\x00" if value is None else b"\x01" + value.encode("utf-8", "surrogatepass")
+def _utf8_rows(arr: pa.Array | None, n: int) -> list[memoryview | bytes | None]:
+    """Each row's UTF-8 bytes, as views of the Arrow buffer where the type allows (no copy: a 64 MiB
+    record is hashed where it lies, not copied into a Python str and again into bytes)."""
+    if arr is None:
+        return [None] * n
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        _, offsets, data = arr.buffers()
+        width = np.int32 if pa.types.is_string(arr.type) else np.int64
+        off = np.frombuffer(offsets, dtype=width)[arr.offset : arr.offset + n + 1].tolist()
+        body = memoryview(data) if data is not None else memoryview(b"")
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        return [body[off[i] : off[i + 1]] if valid[i] else None for i in range(n)]
+    return [None if v is None else v.encode("utf-8", "surrogatepass") for v in arr.to_pylist()]
 
 
 def canonical_hashes(canon: CanonicalBatch) -> pa.Array:
-    """int64 BLAKE2b-64 of each row's instruction, input, output and history, as the resolver reads them."""
+    """int64 BLAKE2b-64 of each row's instruction, input, output and history, as the resolver reads them.
+
+    The hashed bytes: per field 0x00 for null or 0x01 then its UTF-8 (so None and "" differ), fields
+    joined by 0x1f.
+    """
     n = canon.num_rows
-    cols = [canon.instruction, canon.input, canon.output, canon.history]
-    values = [c.to_pylist() if c is not None else [None] * n for c in cols]
+    cols = [_utf8_rows(c, n) for c in (canon.instruction, canon.input, canon.output, canon.history)]
     out = []
-    for row in zip(*values, strict=True):
-        digest = hashlib.blake2b(b"\x1f".join(_field(v) for v in row), digest_size=8).digest()
-        out.append(int.from_bytes(digest, "little", signed=True))
+    for row in zip(*cols, strict=True):
+        h = hashlib.blake2b(digest_size=8)
+        for j, v in enumerate(row):
+            if j:
+                h.update(b"\x1f")
+            if v is None:
+                h.update(b"\x00")
+            else:
+                h.update(b"\x01")
+                h.update(v)
+        out.append(int.from_bytes(h.digest(), "little", signed=True))
     return pa.array(out, pa.int64())
 
 
