@@ -357,7 +357,7 @@ class ServeOptions(OptionGroup):
     rejoin_fraction: float = option(
         0.05,
         "after a batch, wait up to this fraction of its run time for the callers it answered to send again "
-        "(while fewer requests are queued than it held; 0: only max_wait_ms)",
+        "(while fewer requests are queued than it answered plus those queued as it ended; 0: only max_wait_ms)",
         min=0.0,
         max=1.0,
     )

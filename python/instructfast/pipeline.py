@@ -572,8 +572,8 @@ class _Run:
             for i, part in enumerate(store.parts()):
                 k = part.num_rows
                 hashes = part.column(PART_HASH)
-                indicators = [part.column(c) for c in indicator_cols if c in part.schema.names]
-                names = [c for c in indicator_cols if c in part.schema.names]
+                names = [c for c in indicator_cols if c in part.schema.names]  # the per-row ones
+                indicators = [part.column(c) for c in names]
                 if rows is None:
                     batch = pa.RecordBatch.from_arrays(indicators, names=names)
                 else:
